@@ -1,0 +1,78 @@
+"""Shared defaults: every key other tools rely on exists here (DESIGN.md)."""
+import ml_collections
+
+
+def get_base_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 1234  # base of every random stream (init, train noise, eval)
+
+  c.data = d = ml_collections.ConfigDict()
+  d.name = 'gaussian8'  # dataset
+  d.data_dir = ''  # where prepared tfds data live (real image sets)
+  d.size = 100_000  # toy sets: size of the fixed training set
+  d.seed = 1234  # toy sets: the draw of the fixed training/held-out sets; data order
+
+  c.model = m = ml_collections.ConfigDict()
+  m.name = 'toy_mlp'  # toy_mlp | gmm_oracle
+  m.prediction = 'eps'  # what the network predicts: eps | x0 | mean
+  m.features = 128
+  m.num_layers = 3
+  m.oracle = o = ml_collections.ConfigDict()
+  o.means = []  # gmm_oracle: mixture means [K][D]; empty = the toy dataset's own mixture
+  o.stds = []  # per component [K] or [K][D]
+  o.weights = []  # [K]; empty = uniform
+  o.process = 'vp'  # vp | ve
+  o.eps_scale = 1.0  # imperfect-mean variant: eps_hat = eps_scale * E[eps | x]
+
+  c.diffusion = f = ml_collections.ConfigDict()
+  f.schedule = 'linear'  # linear | quad | cosine | warmup10 | warmup50 | jsd | const | vpsde
+  f.num_steps = 1000  # N, the grid n = 0..N
+  f.beta_start = 1e-4
+  f.beta_end = 0.02
+  f.var_type = 'fixed-large'  # fixed-small | fixed-large | learned
+
+  c.training = t = ml_collections.ConfigDict()
+  t.objective = 'ddpm'
+  t.loss = 'mse'  # mse | kl | hybrid
+  t.vlb_weight = 1e-3  # hybrid: lambda of L_simple + lambda L_vlb (Improved DDPM)
+  t.num_steps = 10_000
+  t.batch_size = 128  # global batch, split over all devices
+  t.ema_decay = 0.9999  # 0 disables EMA (ema_params = params)
+  t.log_every = 100
+  t.checkpoint_every = 1000
+  t.keep_checkpoints = 3
+
+  c.optimizer = p = ml_collections.ConfigDict()
+  p.lr = 2e-4
+  p.b1 = 0.9
+  p.b2 = 0.999
+  p.eps = 1e-8
+  p.warmup_steps = 0  # linear warm-up: lr * min((k + 1) / warmup, 1)
+  p.grad_clip = 0.0  # global-norm clip; 0 = off
+
+  c.sampling = s = ml_collections.ConfigDict()
+  s.method = 'ddpm'
+  s.steps = 0  # K steps of the trajectory; 0 = the full chain (N)
+  s.trajectory = 'linear'
+  s.num_samples = 10_000
+  s.batch_size = 10_000
+  s.seed = 0  # sample i uses fold_in(key(seed), i)
+  s.guidance = 0.0  # classifier-free guidance scale (conditional models only)
+
+  c.eval = e = ml_collections.ConfigDict()
+  e.method = 'vlb'
+  e.num_examples = 10_000  # held-out examples
+  e.batch_size = 1000
+  e.steps = 0  # K of the bound's chain; 0 = full chain
+  e.metrics = 'bpd'
+  e.samples = ''  # sample .npz for sample-quality metrics (not used by vlb)
+  e.reference = ''  # reference statistics for FID (not used by vlb)
+  e.inception_weights = ''
+
+  c.convert = v = ml_collections.ConfigDict()
+  v.source = ''
+  v.source_kwargs = ''
+  v.verify_io = ''
+  v.verify_tol = 1e-4
+  v.verify_rtol = 1e-4
+  return c

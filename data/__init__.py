@@ -1,0 +1,1 @@
+"""Datasets behind one stateless interface: `source.batch(step, process_index)`."""

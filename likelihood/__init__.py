@@ -1,0 +1,1 @@
+"""Likelihoods in nats and bits per dimension."""

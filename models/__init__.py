@@ -1,0 +1,1 @@
+"""Flax networks, the Gaussian-mixture oracle, and the model adapter they share."""

@@ -1,0 +1,1 @@
+"""Samplers: pure functions of a model adapter, built with lax.scan."""

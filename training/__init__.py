@@ -1,0 +1,1 @@
+"""Train / sample / eval drivers, train state, sharding and checkpoints."""

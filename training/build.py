@@ -1,0 +1,87 @@
+"""Config -> schedule, model adapter, loss; and the `meta` record a checkpoint carries."""
+import jax.numpy as jnp
+import numpy as np
+
+from data import datasets
+from data import toy
+from diffusion import ddpm
+from diffusion.schedules import DiscreteSchedule
+from models import adapter
+from models import gmm_oracle
+from models import toy_mlp
+
+MODELS = ('toy_mlp', 'gmm_oracle')
+
+
+def schedule_kwargs(config):
+  d = config.diffusion
+  return dict(name=d.schedule, num_steps=d.num_steps, beta_start=d.beta_start, beta_end=d.beta_end)
+
+
+def schedule(kwargs):
+  return DiscreteSchedule.named(**kwargs)
+
+
+def model_kwargs(config):
+  """The resolved constructor arguments of config.model (stored in `meta`)."""
+  m = config.model
+  shape = datasets.data_shape(config.data.name)
+  if m.name == 'toy_mlp':
+    return dict(features=m.features, num_layers=m.num_layers, prediction=m.prediction,
+                learned_var=config.diffusion.var_type == 'learned', data_shape=list(shape))
+  if m.name == 'gmm_oracle':
+    o = m.oracle
+    if o.means:
+      means, stds = np.asarray(o.means, np.float64), np.asarray(o.stds, np.float64)
+      weights = np.asarray(o.weights, np.float64) if o.weights else None
+    else:
+      means, stds, weights = toy.mixture(config.data.name)
+    return dict(means=np.asarray(means).tolist(), stds=np.asarray(stds).tolist(),
+                weights=None if weights is None else np.asarray(weights).tolist(),
+                process=o.process, eps_scale=o.eps_scale)
+  raise ValueError(f'unknown model {m.name!r}; allowed: {", ".join(MODELS)}')
+
+
+def model(family, kwargs, sched):
+  """The adapter of a model family built from its resolved kwargs."""
+  if family == 'gmm_oracle':
+    mix = gmm_oracle.GaussianMixture.create(kwargs['means'], kwargs['stds'], kwargs['weights'])
+    return gmm_oracle.oracle_model(mix, process=kwargs['process'], eps_scale=kwargs['eps_scale'],
+                                   N=sched.N)
+  if family == 'toy_mlp':
+    d = kwargs['data_shape'][-1]
+    outputs = (kwargs['prediction'],) + (('var_values',) if kwargs['learned_var'] else ())
+    net = toy_mlp.ToyMLP(features=kwargs['features'], num_layers=kwargs['num_layers'],
+                         out_dim=d * len(outputs))
+    spec = adapter.ModelSpec(family=family, prediction=kwargs['prediction'], outputs=outputs,
+                             time_input='n-1', round='index', N=sched.N,
+                             data_shape=tuple(kwargs['data_shape']))
+
+    def init(key):
+      return net.init(key, jnp.zeros((1, d), jnp.float32), jnp.zeros((1,), jnp.float32))
+
+    def apply(params, x_t, lam, y=None, *, train=False, rngs=None):
+      t = adapter.time_input(spec.time_input, lam, sched)
+      out = net.apply(params, adapter.to_float32(x_t), adapter.to_float32(t))
+      return {k: v.astype(x_t.dtype) for k, v in adapter.split_outputs(out, spec).items()}
+
+    return adapter.Model(spec=spec, init=init, apply=apply)
+  raise ValueError(f'unknown model {family!r}; allowed: {", ".join(MODELS)}')
+
+
+def meta(config, mdl):
+  return dict(family=config.model.name, kwargs=model_kwargs(config),
+              schedule=schedule_kwargs(config), spec=mdl.spec.to_json())
+
+
+def loss_fn(config, mdl, sched):
+  """loss_fn(params, batch, key) -> per-example terms (dict), from config.training."""
+  t = config.training
+
+  def fn(params, batch, key):
+    net = lambda x_t, n: mdl.apply(params, x_t, sched.lam_at(n), batch.get('y'), train=True)
+    return ddpm.loss(net, sched, batch['x'], key, prediction=mdl.spec.prediction,
+                     loss_type=t.loss, var_type=config.diffusion.var_type,
+                     vlb_weight=t.vlb_weight)
+
+  return fn

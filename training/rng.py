@@ -1,0 +1,19 @@
+"""Named random streams: key(seed) -> fold_in(fold_in(key, STREAM), step).
+
+Draws happen inside jit with global batch shapes, never keyed by device or
+process, so 1, 8 or many devices draw the same numbers.
+"""
+import jax
+import jax.numpy as jnp
+
+STREAMS = {'init': 0, 'train': 1, 'sample': 2, 'eval': 3}
+
+
+def stream(seed_or_key, name):
+  key = jax.random.key(seed_or_key) if isinstance(seed_or_key, int) else seed_or_key
+  return jax.random.fold_in(key, STREAMS[name])
+
+
+def per_example_keys(base, start, count):
+  """Keys of examples start..start+count-1: fold_in(base, i), independent of batching."""
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(start, start + count))

@@ -1,0 +1,66 @@
+"""--mode=sample: draw config.sampling.num_samples samples, write .npz and a plot."""
+import functools
+import math
+import os
+
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+import tqdm
+
+from sampling import ddpm
+from training import inference
+from training import io
+from training import mesh as mesh_lib
+from training import rng
+
+SAMPLERS = ('ddpm',)
+
+
+def sampler_fn(config, model, sched):
+  """A jitted (params, keys) -> x for config.sampling, and its NFE."""
+  s = config.sampling
+  steps = s.steps or sched.N
+  fn = functools.partial(ddpm.sample, model.apply, spec=model.spec, schedule=sched,
+                         shape=model.spec.data_shape, steps=steps,
+                         var_type=config.diffusion.var_type, trajectory=s.trajectory)
+  return jax.jit(lambda params, keys: fn(params, keys=keys)[0]), steps
+
+
+def scatter_plot(x, path, title):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 5))
+  ax.scatter(x[:, 0], x[:, 1], s=0.5, alpha=0.4)
+  ax.set_aspect('equal')
+  ax.set_title(title)
+  io.save_figure(fig, path)
+  plt.close(fig)
+
+
+def sample(config, workdir, checkpoint_path=None):
+  s = config.sampling
+  mesh = mesh_lib.make_mesh()
+  model, params, sched, step = inference.load(config, workdir, checkpoint_path, mesh)
+  if config.diffusion.var_type == 'learned' and 'var_values' not in model.spec.outputs:
+    raise inference.InferenceError(
+        "config.diffusion.var_type='learned' needs a model with var_values; "
+        'this checkpoint has none (use fixed-small or fixed-large)')
+  fn, nfe = sampler_fn(config, model, sched)
+  bs = s.batch_size
+  base = jax.random.key(s.seed)
+  num_batches = math.ceil(s.num_samples / bs)
+  out = []
+  for b in tqdm.trange(num_batches, desc=f'{s.method} sampling', unit='batch',
+                       disable=jax.process_index() > 0):
+    keys = jax.device_put(rng.per_example_keys(base, b * bs, bs), mesh_lib.data_sharding(mesh))
+    out.append(np.asarray(multihost_utils.process_allgather(fn(params, keys), tiled=True)))
+  x = np.concatenate(out)[:s.num_samples].astype(np.float32)
+  steps = s.steps or sched.N
+  path = os.path.join(workdir, 'samples', f'{s.method}_{steps}_{s.seed}.npz')
+  if jax.process_index() == 0:
+    io.savez(path, arr_0=x, nfe=np.int64(nfe))
+    scatter_plot(x, path[:-4] + '.png', f'{model.spec.family} {s.method} K={steps} (step {step})')
+  print(f'wrote {len(x)} samples to {path}; NFE {nfe} per sample', flush=True)
+  return x, nfe

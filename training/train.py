@@ -1,0 +1,108 @@
+"""--mode=train: the training loop (big_vision order: logging, mesh, input,
+model & optimiser, update step, checkpoint load, loop)."""
+import signal
+import time
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import optax
+
+from data import datasets
+from training import build
+from training import checkpoint
+from training import mesh as mesh_lib
+from training import rng
+from training import state as state_lib
+
+
+def make_update(loss_fn, tx, ema_decay, state_sharding, replicated):
+  """One jitted, donated step: (state, batch, key) -> (state, metrics).
+
+  The step's noise comes from fold_in(key, state.step), drawn with the global
+  batch shape, so the result is the same on any number of devices.
+  """
+
+  def update(state, batch, key):
+    key = jax.random.fold_in(key, state.step)
+
+    def objective(params):
+      terms = loss_fn(params, batch, key)
+      return jnp.mean(terms['loss']), terms
+
+    (_, terms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state_lib.ema_update(state.ema_params, params, state.step, ema_decay)
+    metrics = {k: jnp.mean(v) for k, v in terms.items()}
+    metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+    new = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
+    return new, metrics
+
+  return jax.jit(update, donate_argnums=0, out_shardings=(state_sharding, replicated))
+
+
+def train(config, workdir):
+  # --- Logging ---
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  num_steps = config.training.num_steps
+
+  # --- Mesh and input pipeline ---
+  mesh = mesh_lib.make_mesh()
+  source = datasets.load(config, 'train', config.training.batch_size, jax.process_count())
+
+  # --- Model and optimiser ---
+  sched = build.schedule(build.schedule_kwargs(config))
+  model = build.model(config.model.name, build.model_kwargs(config), sched)
+  tx = state_lib.make_optimizer(config.optimizer)
+  repl = mesh_lib.replicated(mesh)
+  state = jax.jit(lambda k: state_lib.create(model.init(k), tx), out_shardings=repl)(
+      rng.stream(config.seed, 'init'))
+  meta = build.meta(config, model)
+
+  # --- Update step ---
+  update = make_update(build.loss_fn(config, model, sched), tx, config.training.ema_decay, repl, repl)
+  train_key = jax.device_put(rng.stream(config.seed, 'train'), repl)
+
+  # --- Checkpoint load ---
+  mgr = checkpoint.manager(checkpoint.directory(workdir), keep=config.training.keep_checkpoints)
+  latest = mgr.latest_step()
+  if latest is not None:
+    targets = {k: checkpoint.abstract(getattr(state, k)) for k in ('params', 'ema_params', 'opt_state')}
+    restored = checkpoint.restore(mgr, latest, dict(targets, step=None))
+    state = state.replace(step=jax.device_put(jnp.int32(restored['step']['step']), repl),
+                          **{k: restored[k] for k in targets})
+    logging.info('restored step %d', latest)
+    print(f'restored step {latest}', flush=True)
+  start = int(jax.device_get(state.step))
+  if start < num_steps:
+    print(f'training steps {start + 1}..{num_steps}', flush=True)
+
+  # --- Loop ---
+  stop = []
+  signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+  progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+                                             every_steps=config.training.log_every)
+  t0 = time.time()
+  with jax.transfer_guard('disallow'):
+    for step in range(start, num_steps):
+      batch = mesh_lib.shard_batch(mesh, source.batch(step, jax.process_index()))
+      state, metrics = update(state, batch, train_key)
+      done = step + 1
+      progress(done)
+      if done % config.training.log_every == 0 or done == num_steps:
+        writer.write_scalars(done, jax.device_get(metrics))
+      if done % config.training.checkpoint_every == 0 or done == num_steps or stop:
+        checkpoint.save(mgr, state, meta)
+      if stop:
+        print(f'SIGTERM: saved step {done}, exiting', flush=True)
+        break
+  mgr.wait_until_finished()
+  mgr.close()
+  writer.flush()
+  ran = int(jax.device_get(state.step)) - start
+  if ran:
+    print(f'trained {ran} steps in {time.time() - t0:.1f}s', flush=True)
+  return state

@@ -1,0 +1,104 @@
+"""Every user-fixable config error, found before any work is done.
+
+`check(config, mode, num_devices)` raises ConfigError with one line naming the
+key and the allowed values; main.py prints it and exits with code 2.
+"""
+from data import datasets
+from diffusion import ddpm
+from diffusion import schedules
+from diffusion import timesteps
+from training import build
+from training import evaluate
+from training import sample
+
+MODES = ('train', 'sample', 'eval')
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _one_of(key, value, allowed):
+  if value not in allowed:
+    raise ConfigError(f'config.{key}={value!r} is not one of: {", ".join(map(str, allowed))}')
+
+
+def _positive(key, value):
+  if not value > 0:
+    raise ConfigError(f'config.{key}={value!r} must be > 0')
+
+
+def _divisible(key, value, num_devices):
+  _positive(key, value)
+  if value % num_devices:
+    raise ConfigError(f'config.{key}={value} is not divisible by the {num_devices} devices')
+
+
+def check(config, mode, num_devices):
+  _one_of('mode (--mode)', mode, MODES)
+  _one_of('data.name', config.data.name, datasets.DATASETS)
+  _positive('data.size', config.data.size)
+  _one_of('model.name', config.model.name, build.MODELS)
+  _one_of('model.prediction', config.model.prediction, ddpm.PREDICTIONS)
+  d = config.diffusion
+  _one_of('diffusion.schedule', d.schedule, schedules.SCHEDULES)
+  if d.num_steps < 2:
+    raise ConfigError(f'config.diffusion.num_steps={d.num_steps!r} must be >= 2')
+  try:
+    build.schedule(build.schedule_kwargs(config))
+  except ValueError as e:
+    raise ConfigError(f'config.diffusion.beta_start/beta_end: {e}') from None
+  _one_of('diffusion.var_type', d.var_type, ddpm.VAR_TYPES)
+  if d.schedule == 'jsd' and config.model.prediction == 'eps':
+    raise ConfigError("config.diffusion.schedule='jsd' has alphabar_N = 0, where an eps "
+                      'prediction cannot give x0: use config.model.prediction=x0 or mean')
+  if config.model.name == 'gmm_oracle':
+    _one_of('model.oracle.process', config.model.oracle.process, ('vp', 've'))
+    if not config.model.oracle.means and config.data.name not in ('gaussian8', 'gaussian25'):
+      raise ConfigError(f'config.model.oracle.means is empty and config.data.name='
+                        f'{config.data.name!r} is not a mixture: give the mixture or use '
+                        'gaussian8, gaussian25')
+    if config.model.oracle.process != 'vp':
+      raise ConfigError("config.model.oracle.process='ve' cannot run the ddpm sampler or vlb, "
+                        'which are variance preserving: use vp')
+  if mode == 'train':
+    if config.model.name == 'gmm_oracle':
+      raise ConfigError("config.model.name='gmm_oracle' is exact and has nothing to train: "
+                        'use --mode=sample or --mode=eval, or one of: toy_mlp')
+    t = config.training
+    _one_of('training.objective', t.objective, ('ddpm',))
+    _one_of('training.loss', t.loss, ddpm.LOSSES)
+    if t.loss == 'mse' and d.var_type == 'learned':
+      raise ConfigError("config.training.loss='mse' does not train a learned variance: "
+                        'use kl or hybrid, or diffusion.var_type fixed-small / fixed-large')
+    for key in ('num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
+      _positive(f'training.{key}', t[key])
+    _divisible('training.batch_size', t.batch_size, num_devices)
+    if not 0.0 <= t.ema_decay < 1.0:
+      raise ConfigError(f'config.training.ema_decay={t.ema_decay!r} must be in [0, 1)')
+    _positive('optimizer.lr', config.optimizer.lr)
+    if config.optimizer.warmup_steps < 0 or config.optimizer.grad_clip < 0:
+      raise ConfigError('config.optimizer.warmup_steps and grad_clip must be >= 0')
+  if mode == 'sample':
+    s = config.sampling
+    _one_of('sampling.method', s.method, sample.SAMPLERS)
+    _one_of('sampling.trajectory', s.trajectory, timesteps.TRAJECTORIES)
+    if not 0 <= s.steps <= d.num_steps:
+      raise ConfigError(f'config.sampling.steps={s.steps!r} must be in 1..{d.num_steps} (0 = all)')
+    _positive('sampling.num_samples', s.num_samples)
+    _divisible('sampling.batch_size', s.batch_size, num_devices)
+    if s.guidance != 0.0:
+      raise ConfigError(f'config.sampling.guidance={s.guidance!r} needs a conditional model; '
+                        f'{config.model.name} is unconditional (use 0)')
+  if mode == 'eval':
+    e = config.eval
+    _one_of('eval.method', e.method, evaluate.METHODS)
+    _one_of('eval.metrics', e.metrics, ('bpd',))
+    for key in ('samples', 'reference', 'inception_weights'):
+      if e[key]:
+        raise ConfigError(f'config.eval.{key} is for sample-quality metrics; '
+                          "config.eval.method='vlb' reads none (leave it empty)")
+    _positive('eval.num_examples', e.num_examples)
+    _divisible('eval.batch_size', e.batch_size, num_devices)
+    if not 0 <= e.steps <= d.num_steps:
+      raise ConfigError(f'config.eval.steps={e.steps!r} must be in 1..{d.num_steps} (0 = all)')
