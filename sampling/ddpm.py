@@ -3,7 +3,8 @@
 For consecutive (s, t) of tau = [0, tau_1, ..., tau_K], from t = tau_K = N down:
   x_s = mean(s, t) + 1[s > 0] exp(logvar(s, t) / 2) z,   z ~ N(0, I)
 with the mean and variance of `diffusion.ddpm.p_mean_logvar` (x0_hat clipped to
-the model's data_range when it has one). K = N is the full chain; the last step
+the model's data_range when it has one); var_type 'sn' / 'npr' gives SN-DPM /
+NPR-DPM's optimal diagonal covariance from the model's eps2 / eps_res outputs. K = N is the full chain; the last step
 returns the mean, x0_hat itself. Sample i draws its noise from its own key
 (`keys[i]`, folded with the step index), so samples do not depend on the batch
 size or on the devices they run on. NFE = K.

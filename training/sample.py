@@ -8,13 +8,19 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
+from diffusion import ddpm as ddpm_math
 from sampling import ddpm
 from training import inference
 from training import io
 from training import mesh as mesh_lib
 from training import rng
 
-SAMPLERS = ('ddpm',)
+# method -> the reverse variance it uses (None: config.diffusion.var_type).
+SAMPLERS = {'ddpm': None, 'sn_ddpm': 'sn', 'npr_ddpm': 'npr'}
+
+
+def var_type(config):
+  return SAMPLERS[config.sampling.method] or config.diffusion.var_type
 
 
 def sampler_fn(config, model, sched):
@@ -23,7 +29,7 @@ def sampler_fn(config, model, sched):
   steps = s.steps or sched.N
   fn = functools.partial(ddpm.sample, model.apply, spec=model.spec, schedule=sched,
                          shape=model.spec.data_shape, steps=steps,
-                         var_type=config.diffusion.var_type, trajectory=s.trajectory)
+                         var_type=var_type(config), trajectory=s.trajectory)
   return jax.jit(lambda params, keys: fn(params, keys=keys)[0]), steps
 
 
@@ -43,10 +49,12 @@ def sample(config, workdir, checkpoint_path=None):
   s = config.sampling
   mesh = mesh_lib.make_mesh()
   model, params, sched, step = inference.load(config, workdir, checkpoint_path, mesh)
-  if config.diffusion.var_type == 'learned' and 'var_values' not in model.spec.outputs:
+  needs = {'learned': ('var_values',), **ddpm_math.COVARIANCE_OUTPUTS}.get(var_type(config), ())
+  missing = [k for k in needs if k not in model.spec.outputs]
+  if missing:
     raise inference.InferenceError(
-        "config.diffusion.var_type='learned' needs a model with var_values; "
-        'this checkpoint has none (use fixed-small or fixed-large)')
+        f'config.sampling.method={s.method!r} with variance {var_type(config)!r} needs the '
+        f'model outputs {", ".join(missing)}, which {model.spec.family} does not have')
   fn, nfe = sampler_fn(config, model, sched)
   bs = s.batch_size
   base = jax.random.key(s.seed)

@@ -81,7 +81,7 @@ def check(config, mode, num_devices):
       raise ConfigError('config.optimizer.warmup_steps and grad_clip must be >= 0')
   if mode == 'sample':
     s = config.sampling
-    _one_of('sampling.method', s.method, sample.SAMPLERS)
+    _one_of('sampling.method', s.method, tuple(sample.SAMPLERS))
     _one_of('sampling.trajectory', s.trajectory, timesteps.TRAJECTORIES)
     if not 0 <= s.steps <= d.num_steps:
       raise ConfigError(f'config.sampling.steps={s.steps!r} must be in 1..{d.num_steps} (0 = all)')
