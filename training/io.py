@@ -15,6 +15,9 @@ def atomic_file(path, mode='wb'):
   try:
     with os.fdopen(fd, mode) as f:
       yield f
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
