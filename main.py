@@ -24,6 +24,7 @@ flags.DEFINE_string('checkpoint', None, 'Checkpoint directory for sample/eval (d
 flags.DEFINE_string('coordinator', None, 'host:port of process 0 for multi-host runs.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host).')
 flags.DEFINE_integer('process_id', None, 'This process (multi-host).')
+flags.DEFINE_integer('cpu_devices', None, 'Simulate this many CPU devices (jax_num_cpu_devices).')
 FLAGS = flags.FLAGS
 
 
@@ -44,10 +45,14 @@ def parse_flags(argv):
     fail('--workdir=DIR is required')
   if len(rest) > 1:
     fail(f'unexpected arguments: {" ".join(rest[1:])}')
+  if FLAGS.cpu_devices is not None and FLAGS.cpu_devices < 1:
+    fail(f'--cpu_devices={FLAGS.cpu_devices} must be >= 1')
   return rest
 
 
 def main(_):
+  if FLAGS.cpu_devices is not None:  # before the backend starts: before any project import
+    jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices)
   from training import evaluate
   from training import inference
   from training import sample

@@ -1,5 +1,4 @@
 """Dataset registry: config.data.name -> a stateless source for a split."""
-import numpy as np
 
 from data import source
 from data import toy

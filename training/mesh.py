@@ -22,7 +22,11 @@ def replicated(mesh):
 
 
 def shard_batch(mesh, local_batch):
-  """Assemble global arrays, sharded on 'data', from this process's rows."""
+  """Assemble global arrays, sharded on 'data', from this process's rows.
+
+  An explicit transfer: allowed inside the training loop's transfer guard
+  (with several processes jax routes it through an implicit device_put).
+  """
   sharding = data_sharding(mesh)
 
   def put(x):
@@ -30,7 +34,14 @@ def shard_batch(mesh, local_batch):
     global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
     return jax.make_array_from_process_local_data(sharding, x, global_shape)
 
-  return jax.tree.map(put, local_batch)
+  with jax.transfer_guard('allow'):
+    return jax.tree.map(put, local_batch)
+
+
+def create(fn, sharding, *args):
+  """fn(*args) computed directly in `sharding`: the multi-process way to place
+  keys and scalars (device_put cannot reach another process's devices)."""
+  return jax.jit(fn, out_shardings=sharding)(*args)
 
 
 def check_batch(mesh, batch_size, what='training.batch_size'):

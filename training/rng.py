@@ -16,4 +16,13 @@ def stream(seed_or_key, name):
 
 def per_example_keys(base, start, count):
   """Keys of examples start..start+count-1: fold_in(base, i), independent of batching."""
-  return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(start, start + count))
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(start + jnp.arange(count))
+
+
+def example_keys_fn(base_fn, count, sharding):
+  """A jitted start -> per_example_keys(base_fn(), start, count), created in `sharding`.
+
+  Built inside jit so that every process makes its own shards of a global array
+  (device_put of host data cannot reach another process's devices).
+  """
+  return jax.jit(lambda start: per_example_keys(base_fn(), start, count), out_shardings=sharding)

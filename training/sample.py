@@ -57,13 +57,13 @@ def sample(config, workdir, checkpoint_path=None):
         f'model outputs {", ".join(missing)}, which {model.spec.family} does not have')
   fn, nfe = sampler_fn(config, model, sched)
   bs = s.batch_size
-  base = jax.random.key(s.seed)
+  keys_fn = rng.example_keys_fn(lambda: jax.random.key(s.seed), bs, mesh_lib.data_sharding(mesh))
   num_batches = math.ceil(s.num_samples / bs)
   out = []
   for b in tqdm.trange(num_batches, desc=f'{s.method} sampling', unit='batch',
                        disable=jax.process_index() > 0):
-    keys = jax.device_put(rng.per_example_keys(base, b * bs, bs), mesh_lib.data_sharding(mesh))
-    out.append(np.asarray(multihost_utils.process_allgather(fn(params, keys), tiled=True)))
+    x = fn(params, keys_fn(b * bs))
+    out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
   x = np.concatenate(out)[:s.num_samples].astype(np.float32)
   steps = s.steps or sched.N
   path = os.path.join(workdir, 'samples', f'{s.method}_{steps}_{s.seed}.npz')

@@ -64,7 +64,7 @@ def train(config, workdir):
 
   # --- Update step ---
   update = make_update(build.loss_fn(config, model, sched), tx, config.training.ema_decay, repl, repl)
-  train_key = jax.device_put(rng.stream(config.seed, 'train'), repl)
+  train_key = mesh_lib.create(lambda: rng.stream(config.seed, 'train'), repl)
 
   # --- Checkpoint load ---
   mgr = checkpoint.manager(checkpoint.directory(workdir), keep=config.training.keep_checkpoints)
@@ -72,7 +72,7 @@ def train(config, workdir):
   if latest is not None:
     targets = {k: checkpoint.abstract(getattr(state, k)) for k in ('params', 'ema_params', 'opt_state')}
     restored = checkpoint.restore(mgr, latest, dict(targets, step=None))
-    state = state.replace(step=jax.device_put(jnp.int32(restored['step']['step']), repl),
+    state = state.replace(step=mesh_lib.create(jnp.int32, repl, restored['step']['step']),
                           **{k: restored[k] for k in targets})
     logging.info('restored step %d', latest)
     print(f'restored step {latest}', flush=True)
