@@ -4,14 +4,17 @@ Every user error (bad flag, bad config value, missing checkpoint) prints one
 line and exits with code 2 before any file is written.
 """
 import os
+import runpy
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')  # TF (tensorboard writer only): quiet start-up
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 jax.config.update('jax_enable_x64', True)  # before any array exists
@@ -33,11 +36,36 @@ def fail(message):
   sys.exit(2)
 
 
+def unknown_key(argv):
+  """The first --config.KEY override naming no key of the config file, explained."""
+  spec = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+  if spec is None:
+    return None
+  path, _, arg = spec.partition(':')
+  config = runpy.run_path(path)['get_config'](*([arg] if arg else []))
+  for a in argv:
+    if not a.startswith('--config.'):
+      continue
+    parts = a[len('--config.'):].split('=', 1)[0].split('.')
+    node = config
+    for i, part in enumerate(parts):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        parent = '.'.join(['config'] + parts[:i])
+        keys = ', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else 'no keys'
+        return f'unknown config key config.{".".join(parts)}; {parent} has: {keys}'
+      node = node[part]
+  return None
+
+
 def parse_flags(argv):
   try:
     rest = FLAGS(argv)
     config = FLAGS.config
-  except (flags.Error, KeyError, ValueError, TypeError, AttributeError, OSError) as e:
+    if config is not None:
+      config.keys()  # a config file that failed to load raises here
+  except (KeyError, AttributeError, TypeError) as e:
+    fail(unknown_key(argv) or ' '.join(str(e).split()))
+  except (flags.Error, ValueError, OSError) as e:
     fail(' '.join(str(e).split()))
   if config is None:
     fail('--config=configs/NAME.py is required')
@@ -56,7 +84,6 @@ def main(_):
   from training import evaluate
   from training import inference
   from training import sample
-  from training import train
   from training import validate
 
   if FLAGS.coordinator:
@@ -65,13 +92,18 @@ def main(_):
   # orbax logs every save at INFO; keep the console for progress and metrics.
   logging.get_absl_handler().addFilter(lambda r: '/orbax/' not in r.pathname)
   config, mode = FLAGS.config, FLAGS.mode
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)  # the backend's start-up notes are not errors
+  num_devices = jax.device_count()
+  logging.set_verbosity(verbosity)
   try:
-    validate.check(config, mode, jax.device_count())
+    validate.check(config, mode, num_devices)
   except validate.ConfigError as e:
     fail(str(e))
-  logging.info('config:\n%s', config)
   try:
     if mode == 'train':
+      from training import train  # imports TensorFlow (the TensorBoard writer)
+      logging.info('config:\n%s', config)
       train.train(config, FLAGS.workdir)
     elif mode == 'sample':
       sample.sample(config, FLAGS.workdir, FLAGS.checkpoint)
