@@ -5,26 +5,17 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from configs import toy as toy_config
-from data import datasets
 from training import build
 from training import mesh as mesh_lib
 from training import rng
-from training import state as state_lib
 from training import train
 
 
 def _run(config, devices, steps):
   mesh = mesh_lib.make_mesh(devices)
-  repl = mesh_lib.replicated(mesh)
-  source = datasets.load(config, 'train', config.training.batch_size)
-  sched = build.schedule(build.schedule_kwargs(config))
-  model = build.model('toy_mlp', build.model_kwargs(config), sched)
-  tx = state_lib.make_optimizer(config.optimizer)
-  state = jax.jit(lambda k: state_lib.create(model.init(k), tx), out_shardings=repl)(
-      rng.stream(config.seed, 'init'))
-  loss_fn = build.loss_fn(config, model, sched)
-  update = train.make_update(loss_fn, tx, config.training.ema_decay, repl, repl)
-  key = jax.device_put(rng.stream(config.seed, 'train'), repl)
+  run = train.setup(config, mesh)
+  state, source, key = run.state, run.source, run.key
+  loss_fn = build.loss_fn(config, run.model, run.schedule)
   grad_fn = jax.jit(jax.grad(lambda p, b, k: jnp.mean(loss_fn(p, b, k)['loss'])))
   losses, grads = [], []
   for step in range(steps):
@@ -34,7 +25,7 @@ def _run(config, devices, steps):
     assert len(x.addressable_shards) == len(devices)
     assert {s.data.shape[0] for s in x.addressable_shards} == {x.shape[0] // len(devices)}
     grads.append(jax.device_get(grad_fn(state.params, batch, jax.random.fold_in(key, step))))
-    state, metrics = update(state, batch, key)
+    state, metrics = run.update(state, batch, key)
     losses.append(float(metrics['loss']))
   return losses, grads, jax.device_get(state.params), jax.device_get(state.ema_params)
 

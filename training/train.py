@@ -2,10 +2,9 @@
 model & optimiser, update step, checkpoint load, loop)."""
 import signal
 import time
+from typing import Any, NamedTuple
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,27 +43,43 @@ def make_update(loss_fn, tx, ema_decay, state_sharding, replicated):
   return jax.jit(update, donate_argnums=0, out_shardings=(state_sharding, replicated))
 
 
-def train(config, workdir):
-  # --- Logging ---
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  num_steps = config.training.num_steps
+class Setup(NamedTuple):
+  source: Any      # the stateless training data source
+  schedule: Any
+  model: Any       # the model adapter
+  state: Any       # TrainState, replicated on the mesh
+  update: Any      # jitted (state, batch, key) -> (state, metrics)
+  key: Any         # the train stream's key, replicated
+  meta: dict       # what each checkpoint records about the model
 
-  # --- Mesh and input pipeline ---
-  mesh = mesh_lib.make_mesh()
+
+def setup(config, mesh):
+  """Everything a training run needs on `mesh`, initialised from config.seed."""
   source = datasets.load(config, 'train', config.training.batch_size, jax.process_count())
-
-  # --- Model and optimiser ---
   sched = build.schedule(build.schedule_kwargs(config))
   model = build.model(config.model.name, build.model_kwargs(config), sched)
   tx = state_lib.make_optimizer(config.optimizer)
   repl = mesh_lib.replicated(mesh)
-  state = jax.jit(lambda k: state_lib.create(model.init(k), tx), out_shardings=repl)(
-      rng.stream(config.seed, 'init'))
-  meta = build.meta(config, model)
-
-  # --- Update step ---
+  state = mesh_lib.create(lambda k: state_lib.create(model.init(k), tx), repl,
+                          rng.stream(config.seed, 'init'))
   update = make_update(build.loss_fn(config, model, sched), tx, config.training.ema_decay, repl, repl)
-  train_key = mesh_lib.create(lambda: rng.stream(config.seed, 'train'), repl)
+  key = mesh_lib.create(lambda: rng.stream(config.seed, 'train'), repl)
+  return Setup(source, sched, model, state, update, key, build.meta(config, model))
+
+
+def train(config, workdir):
+  from clu import metric_writers  # imports TensorFlow: only where it is needed
+  from clu import periodic_actions
+
+  # --- Logging ---
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  num_steps = config.training.num_steps
+
+  # --- Mesh, input pipeline, model, optimiser, update step ---
+  mesh = mesh_lib.make_mesh()
+  repl = mesh_lib.replicated(mesh)
+  run = setup(config, mesh)
+  state = run.state
 
   # --- Checkpoint load ---
   mgr = checkpoint.manager(checkpoint.directory(workdir), keep=config.training.keep_checkpoints)
@@ -86,16 +101,20 @@ def train(config, workdir):
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                              every_steps=config.training.log_every)
   t0 = time.time()
+  metrics = None
   with jax.transfer_guard('disallow'):
     for step in range(start, num_steps):
-      batch = mesh_lib.shard_batch(mesh, source.batch(step, jax.process_index()))
-      state, metrics = update(state, batch, train_key)
+      batch = mesh_lib.shard_batch(mesh, run.source.batch(step, jax.process_index()))
+      previous, (state, metrics) = metrics, run.update(state, batch, run.key)
+      # At most two steps in flight: simulated CPU devices sharing few cores deadlock
+      # in their all-reduce rendezvous when hundreds of steps are queued.
+      jax.block_until_ready(previous)
       done = step + 1
       progress(done)
       if done % config.training.log_every == 0 or done == num_steps:
         writer.write_scalars(done, jax.device_get(metrics))
       if done % config.training.checkpoint_every == 0 or done == num_steps or stop:
-        checkpoint.save(mgr, state, meta)
+        checkpoint.save(mgr, state, run.meta)
       if stop:
         print(f'SIGTERM: saved step {done}, exiting', flush=True)
         break
