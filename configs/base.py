@@ -51,9 +51,24 @@ def get_base_config():
   p.grad_clip = 0.0  # global-norm clip; 0 = off
 
   c.sampling = s = ml_collections.ConfigDict()
-  s.method = 'ddpm'
-  s.steps = 0  # K steps of the trajectory; 0 = the full chain (N)
-  s.trajectory = 'linear'
+  s.method = 'ddpm'  # ddpm, sn_ddpm, npr_ddpm, analytic_ddpm, ddim, sn_ddim, npr_ddim, analytic_ddim, edm_euler, edm_heun
+  s.steps = 0  # ddpm/ddim: K steps of the trajectory (0 = all N); edm: N noise levels (0 = 18)
+  s.trajectory = 'linear'  # linear, power<p>, quad_ddim, dp_seg, tq_linear, tq_quadratic
+  s.eta = 0.0  # ddim: lambda^2 = eta^2 beta~(s, t)
+  s.ddim_mean = 'raw_eps'  # raw_eps (Extended Analytic-DPM) | clipped_x0 (tqch/ddpm-torch)
+  s.clip_sigma_idx = 0  # clip sigma of steps s <= tau[clip_sigma_idx] (0 = off; EAD uses 1)
+  s.clip_pixel = 2  # ... to the variance of `clip_pixel` grey levels of expected perturbation
+  s.ms_eps_samples = 10_000  # analytic: training examples behind Gamma_n (cached in DIR/ms_eps)
+  s.sigma_min = 0.0  # edm: noise range; 0 = the discretization's default (0.002 / 80 for edm)
+  s.sigma_max = 0.0
+  s.rho = 7.0  # edm: exponent of the time-step grid
+  s.discretization = 'edm'  # edm | vp | ve | iddpm
+  s.noise_schedule = 'linear'  # sigma(t): linear | vp | ve
+  s.scaling = 'none'  # s(t): none | vp
+  s.S_churn = 0.0  # edm stochastic sampler: total churn (0 = deterministic)
+  s.S_min = 0.0
+  s.S_max = float('inf')
+  s.S_noise = 1.0
   s.num_samples = 10_000
   s.batch_size = 10_000
   s.seed = 0  # sample i uses fold_in(key(seed), i)

@@ -7,11 +7,10 @@ Reverse step from t down to s (s < t on the grid of a DiscreteSchedule):
     fixed-large: log beta_{t|s}                          (Ho et al. 2020, sigma^2 = beta)
     learned:     f log beta_{t|s} + (1 - f) log beta~(s,t), f = (v + 1)/2 with v the
                  network's `var_values` (Improved DDPM, Nichol & Dhariwal 2021 eq. 15).
-    sn, npr:     beta~(s,t) + (alphabar_s beta_{t|s}^2 / (1 - alphabar_t)^2) C, the optimal
-                 diagonal covariance given C ~ Cov[x0 | x_t] = ((1 - alphabar_t)/alphabar_t) h
-                 with h = eps2 - eps^2 (SN-DPM) or h = eps_res (NPR-DPM) from the model's
-                 outputs (Bao et al. 2022b, reference A.4.2); C is clamped to
-                 [0, (range/2)^2] for bounded data, at 0 below otherwise.
+    analytic, sn, npr:
+                 beta~(s,t) + c0(s,t)^2 C, c0^2 = alphabar_s beta_{t|s}^2 / (1 - alphabar_t)^2,
+                 the optimal variance given C ~ Cov[x0 | x_t] from Analytic-DPM's ms_eps,
+                 SN-DPM's eps2 or NPR-DPM's eps_res (`diffusion.analytic`, reference A.4.2).
   At s = 0 the posterior variance is 0; every type then uses beta~(1,2) as its lower
   end (the reference's "clipped" log-variance), and fixed-large uses it too.
 tqch/ddpm-torch's own 'learned' reads the raw output as a log-variance and cannot
@@ -26,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffusion import analytic
 from diffusion import gaussian
 from diffusion import predictions
 
 VAR_TYPES = ('fixed-small', 'fixed-large', 'learned')
-COVARIANCE_OUTPUTS = {'sn': ('eps', 'eps2'), 'npr': ('eps_res',)}
 LOSSES = ('mse', 'kl', 'hybrid')
 PREDICTIONS = ('eps', 'x0', 'mean')
 
@@ -41,11 +40,11 @@ def _b(c, x):
   return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
 
 
-def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None):
+def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None, ms_eps=None):
   """log sigma^2 of p(x_s | x_t) for the variance type (module docstring).
 
-  Fixed types give float64 [B] (or scalar); learned, sn and npr read the model's
-  output dict `out` and give per-element values.
+  Fixed types and analytic give float64 [B] (or scalar); learned, sn and npr read
+  the model's output dict `out` and give per-element values; analytic needs ms_eps.
   """
   _, b_ts = schedule.transition(s, t)
   _, _, post_var = schedule.posterior(s, t)
@@ -60,16 +59,11 @@ def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None):
     v = out['var_values']
     frac = (v + 1.0) / 2.0
     return frac * _b(log_large, v) + (1.0 - frac) * _b(log_small, v)
-  if var_type in COVARIANCE_OUTPUTS:
-    h = out['eps2'] - out['eps']**2 if var_type == 'sn' else out['eps_res']
-    s2 = jnp.asarray(schedule.sigma2)
-    la = jnp.asarray(schedule.log_alphabar)
-    cov_x0 = _b(s2[t] * jnp.exp(-la[t]), h) * h
-    hi = None if data_range is None else ((data_range[1] - data_range[0]) / 2)**2
-    cov_x0 = jnp.clip(cov_x0, 0.0, hi)
-    gamma2 = jnp.exp(la[s]) * b_ts**2 / s2[t]**2
-    var = _b(post_var, h) + _b(gamma2, h) * cov_x0
-    return jnp.where(_b(s == 0, h), _b(log_small, h), jnp.log(var))
+  if var_type in analytic.COV_TYPES:
+    c0, _, _ = schedule.posterior(s, t)
+    cov = analytic.cov_x0(schedule, t, var_type, out, ms_eps, data_range)
+    var = _b(post_var, cov) + _b(c0**2, cov) * cov
+    return jnp.where(_b(s == 0, cov), _b(log_small, cov), jnp.log(var))
   raise ValueError(f'unknown var_type {var_type!r}; allowed: {", ".join(VAR_TYPES)}')
 
 
@@ -85,13 +79,13 @@ def x0_eps_hat(schedule, t, x_t, out, prediction):
                                posterior=(cast(c0), cast(ct)))
 
 
-def p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type, data_range=None):
+def p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type, data_range=None, ms_eps=None):
   """Mean, log-variance and x0_hat of p(x_s | x_t); x0_hat clipped to data_range."""
   x0, _ = x0_eps_hat(schedule, t, x_t, out, prediction)
   x0 = predictions.clip_x0(x0, data_range)
   c0, ct, _ = schedule.posterior(s, t)
   mean = _b(c0, x_t).astype(x_t.dtype) * x0 + _b(ct, x_t).astype(x_t.dtype) * x_t
-  logvar = reverse_logvar(schedule, s, t, var_type, out, data_range)
+  logvar = reverse_logvar(schedule, s, t, var_type, out, data_range, ms_eps)
   return mean, _b(logvar, x_t).astype(x_t.dtype), x0
 
 

@@ -1,41 +1,30 @@
 """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on a timestep subsequence.
 
-For consecutive (s, t) of tau = [0, tau_1, ..., tau_K], from t = tau_K = N down:
-  x_s = mean(s, t) + 1[s > 0] exp(logvar(s, t) / 2) z,   z ~ N(0, I)
-with the mean and variance of `diffusion.ddpm.p_mean_logvar` (x0_hat clipped to
-the model's data_range when it has one); var_type 'sn' / 'npr' gives SN-DPM /
-NPR-DPM's optimal diagonal covariance from the model's eps2 / eps_res outputs. K = N is the full chain; the last step
-returns the mean, x0_hat itself. Sample i draws its noise from its own key
-(`keys[i]`, folded with the step index), so samples do not depend on the batch
-size or on the devices they run on. NFE = K.
+Each step of `sampling.chain` uses the mean and variance of `diffusion.ddpm.p_mean_logvar`
+(x0_hat clipped to the model's data_range when it has one): var_type fixed-small,
+fixed-large or learned, or the optimal forms 'analytic' (Analytic-DPM, needs ms_eps), 'sn'
+and 'npr' (SN-DPM / NPR-DPM from the model's eps2 / eps_res). K = N is the full chain; the
+last step returns the mean, x0_hat itself. NFE = K.
 """
-import jax
 import jax.numpy as jnp
 
 from diffusion import ddpm
 from diffusion import timesteps
+from sampling import chain
 
 
-def _normal(keys, j, shape, dtype):
-  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), shape, dtype))(keys)
-
-
-def sample(apply, params, spec, schedule, keys, shape, *, steps, var_type,
-           trajectory='linear', dtype=jnp.float32):
+def sample(apply, params, spec, schedule, keys, shape, *, steps, var_type, trajectory='linear',
+           ms_eps=None, clip_sigma_idx=0, clip_pixel=2, dtype=jnp.float32):
   """keys [B] (one per sample), shape of one sample -> (x [B, *shape], nfe)."""
-  tau = timesteps.trajectory(schedule.N, steps, trajectory)
-  s_seq, t_seq = jnp.asarray(tau[:-1][::-1]), jnp.asarray(tau[1:][::-1])
-  b = keys.shape[0]
-  x = _normal(keys, 0, shape, dtype)
+  if var_type == 'analytic' and ms_eps is None:
+    raise ValueError("var_type='analytic' (Analytic-DPM) needs ms_eps; there is no fallback")
+  tau = timesteps.trajectory(schedule.N, steps, trajectory, ms_eps=ms_eps, schedule=schedule)
+  ms = None if ms_eps is None else jnp.asarray(ms_eps, jnp.float64)
 
-  def step(x, inp):
-    j, s, t = inp
-    lam = jnp.full((b,), schedule.lam_at(t))
-    out = apply(params, x, lam, None)
+  def reverse_step(s, t, x, out):
     mean, logvar, _ = ddpm.p_mean_logvar(schedule, s, t, x, out, spec.prediction, var_type,
-                                         spec.data_range)
-    z = _normal(keys, j, shape, dtype)
-    return jnp.where(s > 0, mean + jnp.exp(0.5 * logvar) * z, mean).astype(dtype), None
+                                         spec.data_range, ms)
+    return mean, jnp.exp(logvar)
 
-  x, _ = jax.lax.scan(step, x, (jnp.arange(1, len(s_seq) + 1), s_seq, t_seq))
-  return x, len(s_seq)
+  return chain.run(apply, params, schedule, keys, shape, tau, reverse_step,
+                   clip_sigma_idx=clip_sigma_idx, clip_pixel=clip_pixel, dtype=dtype)

@@ -6,7 +6,7 @@ process, so 1, 8 or many devices draw the same numbers.
 import jax
 import jax.numpy as jnp
 
-STREAMS = {'init': 0, 'train': 1, 'sample': 2, 'eval': 3}
+STREAMS = {'init': 0, 'train': 1, 'sample': 2, 'eval': 3, 'ms_eps': 4}
 
 
 def stream(seed_or_key, name):

@@ -8,29 +8,74 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
-from diffusion import ddpm as ddpm_math
+from diffusion import analytic
+from diffusion import timesteps
+from sampling import ddim
 from sampling import ddpm
+from sampling import edm
 from training import inference
 from training import io
+from training import ms_eps as ms_eps_lib
 from training import mesh as mesh_lib
 from training import rng
 
-# method -> the reverse variance it uses (None: config.diffusion.var_type).
-SAMPLERS = {'ddpm': None, 'sn_ddpm': 'sn', 'npr_ddpm': 'npr'}
+# method -> (sampler module, its variance / solver option; None: config.diffusion.var_type).
+SAMPLERS = {
+    'ddpm': (ddpm, None), 'sn_ddpm': (ddpm, 'sn'), 'npr_ddpm': (ddpm, 'npr'),
+    'analytic_ddpm': (ddpm, 'analytic'),
+    'ddim': (ddim, 'small'), 'sn_ddim': (ddim, 'sn'), 'npr_ddim': (ddim, 'npr'),
+    'analytic_ddim': (ddim, 'analytic'),
+    'edm_euler': (edm, 'euler'), 'edm_heun': (edm, 'heun'),
+}
+EDM_DEFAULT_STEPS = 18  # EDM's generate.py default
 
 
 def var_type(config):
-  return SAMPLERS[config.sampling.method] or config.diffusion.var_type
+  """The reverse variance of a DDPM/DDIM method (None for EDM methods)."""
+  module, option = SAMPLERS[config.sampling.method]
+  if module is edm:
+    return None
+  return option or config.diffusion.var_type
 
 
-def sampler_fn(config, model, sched):
-  """A jitted (params, keys) -> x for config.sampling, and its NFE."""
+def needs_ms_eps(config):
+  return var_type(config) == 'analytic' or config.sampling.trajectory in timesteps.NEEDS_MS_EPS
+
+
+def steps(config, sched):
+  """`steps` as each reference means it: K of the trajectory (0 = N) or EDM's N (0 = 18)."""
+  module, _ = SAMPLERS[config.sampling.method]
+  if module is edm:
+    return config.sampling.steps or EDM_DEFAULT_STEPS
+  return config.sampling.steps or sched.N
+
+
+def sampler_fn(config, model, sched, ms_eps=None):
+  """A jitted (params, keys) -> x for config.sampling; its NFE is known after the first call."""
   s = config.sampling
-  steps = s.steps or sched.N
-  fn = functools.partial(ddpm.sample, model.apply, spec=model.spec, schedule=sched,
-                         shape=model.spec.data_shape, steps=steps,
-                         var_type=var_type(config), trajectory=s.trajectory)
-  return jax.jit(lambda params, keys: fn(params, keys=keys)[0]), steps
+  module, option = SAMPLERS[s.method]
+  common = dict(spec=model.spec, schedule=sched, shape=model.spec.data_shape,
+                steps=steps(config, sched))
+  chain = dict(trajectory=s.trajectory, ms_eps=ms_eps, clip_sigma_idx=s.clip_sigma_idx,
+               clip_pixel=s.clip_pixel)
+  if module is ddpm:
+    options = dict(var_type=var_type(config), **chain)
+  elif module is ddim:
+    options = dict(eta=s.eta, ddim_mean=s.ddim_mean, var_type=option, **chain)
+  else:
+    options = dict(solver=option, sigma_min=s.sigma_min or None, sigma_max=s.sigma_max or None,
+                   rho=s.rho, discretization=s.discretization, noise_schedule=s.noise_schedule,
+                   scaling=s.scaling, S_churn=s.S_churn, S_min=s.S_min, S_max=s.S_max,
+                   S_noise=s.S_noise)
+  fn = functools.partial(module.sample, model.apply, **common, **options)
+  nfe = []
+
+  def run(params, keys):
+    x, n = fn(params, keys=keys)
+    nfe[:] = [n]
+    return x
+
+  return jax.jit(run), nfe
 
 
 def scatter_plot(x, path, title):
@@ -49,13 +94,18 @@ def sample(config, workdir, checkpoint_path=None):
   s = config.sampling
   mesh = mesh_lib.make_mesh()
   model, params, sched, step = inference.load(config, workdir, checkpoint_path, mesh)
-  needs = {'learned': ('var_values',), **ddpm_math.COVARIANCE_OUTPUTS}.get(var_type(config), ())
+  outputs = {'learned': ('var_values',), 'sn': analytic.COV_OUTPUTS['sn'],
+             'npr': analytic.COV_OUTPUTS['npr']}
+  needs = outputs.get(var_type(config), ())
   missing = [k for k in needs if k not in model.spec.outputs]
   if missing:
     raise inference.InferenceError(
         f'config.sampling.method={s.method!r} with variance {var_type(config)!r} needs the '
         f'model outputs {", ".join(missing)}, which {model.spec.family} does not have')
-  fn, nfe = sampler_fn(config, model, sched)
+  ms_eps = None
+  if needs_ms_eps(config):
+    ms_eps = ms_eps_lib.load_or_estimate(config, workdir, model, params, sched, step)
+  fn, nfe = sampler_fn(config, model, sched, ms_eps)
   bs = s.batch_size
   keys_fn = rng.example_keys_fn(lambda: jax.random.key(s.seed), bs, mesh_lib.data_sharding(mesh))
   num_batches = math.ceil(s.num_samples / bs)
@@ -65,10 +115,10 @@ def sample(config, workdir, checkpoint_path=None):
     x = fn(params, keys_fn(b * bs))
     out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
   x = np.concatenate(out)[:s.num_samples].astype(np.float32)
-  steps = s.steps or sched.N
-  path = os.path.join(workdir, 'samples', f'{s.method}_{steps}_{s.seed}.npz')
+  nfe = nfe[0]
+  path = os.path.join(workdir, 'samples', f'{s.method}_{steps(config, sched)}_{s.seed}.npz')
   if jax.process_index() == 0:
     io.savez(path, arr_0=x, nfe=np.int64(nfe))
-    scatter_plot(x, path[:-4] + '.png', f'{model.spec.family} {s.method} K={steps} (step {step})')
+    scatter_plot(x, path[:-4] + '.png', f'{model.spec.family} {s.method} steps={steps(config, sched)} NFE={nfe} (step {step})')
   print(f'wrote {len(x)} samples to {path}; NFE {nfe} per sample', flush=True)
   return x, nfe

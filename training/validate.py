@@ -4,9 +4,11 @@
 key and the allowed values; main.py prints it and exits with code 2.
 """
 from data import datasets
+from diffusion import ddim
 from diffusion import ddpm
 from diffusion import schedules
 from diffusion import timesteps
+from sampling import edm
 from training import build
 from training import evaluate
 from training import sample
@@ -82,9 +84,30 @@ def check(config, mode, num_devices):
   if mode == 'sample':
     s = config.sampling
     _one_of('sampling.method', s.method, tuple(sample.SAMPLERS))
-    _one_of('sampling.trajectory', s.trajectory, timesteps.TRAJECTORIES)
-    if not 0 <= s.steps <= d.num_steps:
+    try:
+      timesteps.check_kind(s.trajectory)
+    except ValueError:
+      raise ConfigError(f'config.sampling.trajectory={s.trajectory!r} is not one of: '
+                        f'{", ".join(timesteps.TRAJECTORIES)}') from None
+    if sample.var_type(config) is None:  # EDM
+      _one_of('sampling.discretization', s.discretization, edm.DISCRETIZATIONS)
+      _one_of('sampling.noise_schedule', s.noise_schedule, edm.NOISE_SCHEDULES)
+      _one_of('sampling.scaling', s.scaling, edm.SCALINGS)
+      if s.steps < 0:
+        raise ConfigError(f'config.sampling.steps={s.steps!r} must be >= 1 (0 = 18)')
+      for key in ('rho', 'S_noise'):
+        _positive(f'sampling.{key}', s[key])
+      if min(s.S_churn, s.S_min, s.sigma_min, s.sigma_max) < 0 or s.S_max < s.S_min:
+        raise ConfigError('config.sampling.S_churn, S_min, sigma_min, sigma_max must be >= 0 '
+                          'and S_max >= S_min')
+    elif not 0 <= s.steps <= d.num_steps:
       raise ConfigError(f'config.sampling.steps={s.steps!r} must be in 1..{d.num_steps} (0 = all)')
+    else:
+      _one_of('sampling.ddim_mean', s.ddim_mean, ddim.DDIM_MEANS)
+      if s.eta < 0 or s.clip_sigma_idx < 0 or s.clip_pixel <= 0:
+        raise ConfigError('config.sampling.eta and clip_sigma_idx must be >= 0, clip_pixel > 0')
+      if sample.needs_ms_eps(config):
+        _positive('sampling.ms_eps_samples', s.ms_eps_samples)
     _positive('sampling.num_samples', s.num_samples)
     _divisible('sampling.batch_size', s.batch_size, num_devices)
     if s.guidance != 0.0:
