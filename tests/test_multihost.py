@@ -30,6 +30,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 import orbax.checkpoint as ocp
 
 from tests import cli
@@ -90,6 +91,7 @@ def restore_params(workdir, step):
   return jax.device_get(restored['params'])
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
   multi_dir, single_dir = tmp_path / 'multi', tmp_path / 'single'
   coordinator = f'127.0.0.1:{free_port()}'

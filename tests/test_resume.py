@@ -142,6 +142,7 @@ def leftovers(workdir):
   return sorted(n for n in os.listdir(path) if not cli.CKPT_STEP.match(n))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_exact(tmp_path, reference):
   workdir = tmp_path / 'killed'
   proc, read, first = start_until_committed(workdir, tmp_path, 'killed')
@@ -232,6 +233,7 @@ def wait_for_output(proc, read, text, timeout=TIMEOUT):
   return read()[0]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_cleanly_and_resumes_exactly(tmp_path, reference):
   workdir = tmp_path / 'terminated'
   # 1. SIGTERM after the first committed checkpoint.

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from data import toy
 
@@ -20,6 +21,7 @@ def _main(workdir, mode, *overrides):
   return proc.stdout
 
 
+@pytest.mark.slow
 def test_toy_mlp_learns_gaussian8(tmp_path):
   """3,500 steps (about a minute on 2 cores) with EMA; fixed-small sampling."""
   train = ['--config.training.num_steps=3500', '--config.training.ema_decay=0.999',
