@@ -69,6 +69,17 @@ def get_base_config():
   s.S_min = 0.0
   s.S_max = float('inf')
   s.S_noise = 1.0
+  s.sed_fork = k = ml_collections.ConfigDict()  # the 2nd-SED fork's sampler, as published
+  k.rho = 3.0
+  k.randn_like = 'ddb'  # db | ddb: noise increments (ddb: the fork's double-Brownian draw)
+  k.S_max = float('inf')  # the fork's jvp threshold on the noise level (not EDM's churn window)
+  k.last_noise = 'reuse'  # reuse (as coded) | zero
+  s.ito_taylor2 = k = ml_collections.ConfigDict()  # consistent second-order SDE step (B.1.4)
+  k.rho = 3.0
+  k.variant = 'split'  # split (K_ode, recommended) | unsplit (Ito-Taylor with jvp terms)
+  k.laplacian = True  # unsplit: the Hutchinson jvp-of-jvp Laplacian term
+  k.probes = 1
+  k.g = 0.0  # diffusion coefficient; 0 = the fork's g
   s.num_samples = 10_000
   s.batch_size = 10_000
   s.seed = 0  # sample i uses fold_in(key(seed), i)

@@ -13,6 +13,7 @@ from diffusion import timesteps
 from sampling import ddim
 from sampling import ddpm
 from sampling import edm
+from sampling import sde2
 from training import inference
 from training import io
 from training import ms_eps as ms_eps_lib
@@ -26,14 +27,16 @@ SAMPLERS = {
     'ddim': (ddim, 'small'), 'sn_ddim': (ddim, 'sn'), 'npr_ddim': (ddim, 'npr'),
     'analytic_ddim': (ddim, 'analytic'),
     'edm_euler': (edm, 'euler'), 'edm_heun': (edm, 'heun'),
+    'sed_fork': (sde2, 'sed_fork'), 'ito_taylor2': (sde2, 'ito_taylor2'),
 }
-EDM_DEFAULT_STEPS = 18  # EDM's generate.py default
+DEFAULT_STEPS = {'edm_euler': 18, 'edm_heun': 18,  # EDM's generate.py
+                 'sed_fork': 84, 'ito_taylor2': 18}  # the fork's published N; B.1.4's N
 
 
 def var_type(config):
   """The reverse variance of a DDPM/DDIM method (None for EDM methods)."""
   module, option = SAMPLERS[config.sampling.method]
-  if module is edm:
+  if module in (edm, sde2):
     return None
   return option or config.diffusion.var_type
 
@@ -43,10 +46,10 @@ def needs_ms_eps(config):
 
 
 def steps(config, sched):
-  """`steps` as each reference means it: K of the trajectory (0 = N) or EDM's N (0 = 18)."""
-  module, _ = SAMPLERS[config.sampling.method]
-  if module is edm:
-    return config.sampling.steps or EDM_DEFAULT_STEPS
+  """`steps` as each reference means it: K of the trajectory (0 = N), or the number of
+  noise levels N of the continuous samplers (0 = the reference's default)."""
+  if config.sampling.method in DEFAULT_STEPS:
+    return config.sampling.steps or DEFAULT_STEPS[config.sampling.method]
   return config.sampling.steps or sched.N
 
 
@@ -58,16 +61,25 @@ def sampler_fn(config, model, sched, ms_eps=None):
                 steps=steps(config, sched))
   chain = dict(trajectory=s.trajectory, ms_eps=ms_eps, clip_sigma_idx=s.clip_sigma_idx,
                clip_pixel=s.clip_pixel)
+  impl = getattr(module, option) if module is sde2 else module.sample
   if module is ddpm:
     options = dict(var_type=var_type(config), **chain)
   elif module is ddim:
     options = dict(eta=s.eta, ddim_mean=s.ddim_mean, var_type=option, **chain)
+  elif module is sde2:
+    k = s[option]
+    ranges = dict(sigma_min=s.sigma_min or 0.002, sigma_max=s.sigma_max or 80.0, rho=k.rho)
+    if option == 'sed_fork':
+      options = dict(S_max=k.S_max, randn_like=k.randn_like, last_noise=k.last_noise, **ranges)
+    else:
+      options = dict(variant=k.variant, laplacian=k.laplacian, probes=k.probes,
+                     g=k.g or None, **ranges)
   else:
     options = dict(solver=option, sigma_min=s.sigma_min or None, sigma_max=s.sigma_max or None,
                    rho=s.rho, discretization=s.discretization, noise_schedule=s.noise_schedule,
                    scaling=s.scaling, S_churn=s.S_churn, S_min=s.S_min, S_max=s.S_max,
                    S_noise=s.S_noise)
-  fn = functools.partial(module.sample, model.apply, **common, **options)
+  fn = functools.partial(impl, model.apply, **common, **options)
   nfe = []
 
   def run(params, keys):

@@ -9,6 +9,7 @@ from diffusion import ddpm
 from diffusion import schedules
 from diffusion import timesteps
 from sampling import edm
+from sampling import sde2
 from training import build
 from training import evaluate
 from training import sample
@@ -89,7 +90,20 @@ def check(config, mode, num_devices):
     except ValueError:
       raise ConfigError(f'config.sampling.trajectory={s.trajectory!r} is not one of: '
                         f'{", ".join(timesteps.TRAJECTORIES)}') from None
-    if sample.var_type(config) is None:  # EDM
+    if s.method == 'sed_fork':
+      _one_of('sampling.sed_fork.randn_like', s.sed_fork.randn_like, sde2.RANDN_LIKE)
+      _one_of('sampling.sed_fork.last_noise', s.sed_fork.last_noise, sde2.LAST_NOISE)
+      _positive('sampling.sed_fork.rho', s.sed_fork.rho)
+      if s.sed_fork.randn_like == 'db' and s.sed_fork.S_max != float('inf'):
+        raise ConfigError("config.sampling.sed_fork.randn_like='db' cannot take the jvp branch "
+                          '(the fork crashes there): use ddb or S_max=inf')
+    if s.method == 'ito_taylor2':
+      _one_of('sampling.ito_taylor2.variant', s.ito_taylor2.variant, sde2.VARIANTS)
+      _positive('sampling.ito_taylor2.rho', s.ito_taylor2.rho)
+      _positive('sampling.ito_taylor2.probes', s.ito_taylor2.probes)
+      if s.ito_taylor2.g < 0:
+        raise ConfigError('config.sampling.ito_taylor2.g must be >= 0 (0 = the fork\'s g)')
+    if sample.var_type(config) is None:  # EDM and the second-order SDE samplers
       _one_of('sampling.discretization', s.discretization, edm.DISCRETIZATIONS)
       _one_of('sampling.noise_schedule', s.noise_schedule, edm.NOISE_SCHEDULES)
       _one_of('sampling.scaling', s.scaling, edm.SCALINGS)
