@@ -20,17 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sampling.noise import normal
+
 CLIP_GREY_LEVEL = 2.0 / 255.0  # one grey level of a [-1, 1] image (A.4.3)
 
 
 def clip_var_max(clip_pixel):
   """(clip_pixel 2/255 sqrt(pi/2))^2: clip_pixel 1 -> 9.6627e-5, 2 -> 3.8651e-4."""
   return (clip_pixel * CLIP_GREY_LEVEL * np.sqrt(np.pi / 2))**2
-
-
-def normal(keys, j, shape, dtype):
-  """N(0, I) of one sample's shape per key, drawn with fold_in(key, j)."""
-  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), shape, dtype))(keys)
 
 
 def run(apply, params, schedule, keys, shape, tau, reverse_step, *, clip_sigma_idx=0,

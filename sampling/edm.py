@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sampling import denoiser
+from sampling.noise import normal
 
 DISCRETIZATIONS = ('edm', 'vp', 've', 'iddpm')
 NOISE_SCHEDULES = ('linear', 'vp', 've')
@@ -112,10 +113,6 @@ def _schedule_fns(noise_schedule, scaling, sigma_min, sigma_max):
   return sigma, sigma_inv, scale
 
 
-def _normal(keys, j, shape, dtype):
-  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), shape, dtype))(keys)
-
-
 def sample(apply, params, spec, schedule, keys, shape, *, steps, solver='heun',
            sigma_min=None, sigma_max=None, rho=7.0, discretization='edm',
            noise_schedule='linear', scaling='none', S_churn=0.0, S_min=0.0,
@@ -176,7 +173,7 @@ def sample(apply, params, spec, schedule, keys, shape, *, steps, solver='heun',
       t_hat = jnp.where(gamma > 0, t_hat, t_cur)
       noise = jnp.sqrt(jnp.maximum(sigma(t_hat)**2 - sigma(t_cur)**2, 0.0)) * scale(t_hat)
       x = jnp.where(gamma > 0, scale(t_hat) / scale(t_cur) * x
-                    + noise * S_noise * _normal(keys, i + 1, shape, dtype), x)
+                    + noise * S_noise * normal(keys, i + 1, shape, dtype), x)
     else:
       t_hat = t_cur
     # Euler step.
@@ -188,7 +185,7 @@ def sample(apply, params, spec, schedule, keys, shape, *, steps, solver='heun',
     x_next = x + h * d
     return (x + h * (0.5 * d + 0.5 * slope(x_next, t_next))).astype(dtype)
 
-  x = (_normal(keys, 0, shape, dtype) * (sigma(t_steps[0]) * scale(t_steps[0]))).astype(dtype)
+  x = (normal(keys, 0, shape, dtype) * (sigma(t_steps[0]) * scale(t_steps[0]))).astype(dtype)
   heun = solver == 'heun'
   x, _ = jax.lax.scan(lambda x, inp: (step(x, *inp, heun), None), x,
                       (jnp.arange(steps - 1), t_steps[:-2], t_steps[1:-1]))

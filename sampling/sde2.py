@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sampling import denoiser
+from sampling.noise import normal
 
 RANDN_LIKE = ('db', 'ddb')
 VARIANTS = ('split', 'unsplit')
@@ -65,17 +66,12 @@ def _setup(apply, params, spec, schedule, steps, sigma_min, sigma_max, rho):
   return D, A, B, h, sig, sigma_min, sigma_max
 
 
-def _normal(keys, j, shape, dtype, n=None):
-  full = shape if n is None else (n,) + tuple(shape)
-  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, j), full, dtype))(keys)
-
-
 def _increments(keys, j, shape, dtype, h, randn_like):
   """(dW, dZ) of step j - 1 (B.1.1); dZ = 0 for db (the fork has none)."""
   if randn_like == 'db':
-    dW = math.sqrt(h) * _normal(keys, j, shape, dtype)
+    dW = math.sqrt(h) * normal(keys, j, shape, dtype)
     return dW, jnp.zeros_like(dW)
-  e = _normal(keys, j, shape, dtype, 2)
+  e = normal(keys, j, (2,) + tuple(shape), dtype)
   e1, e2 = e[:, 0], e[:, 1]
   return math.sqrt(3 * h) / 2 * e1 + math.sqrt(h) / 2 * e2, math.sqrt(h**3 / 3) * e1
 
@@ -146,7 +142,7 @@ def sed_fork(apply, params, spec, schedule, keys, shape, *, steps, rho=3.0, sigm
     x, f = jax.lax.cond(use_jvp, second, first, None)
     return (x, f, dW, dZ), None
 
-  x = (_normal(keys, 0, shape, dtype) * sig[0]).astype(dtype)
+  x = (normal(keys, 0, shape, dtype) * sig[0]).astype(dtype)
   zero = jnp.zeros_like(x)
   carry = (x, zero, zero, zero)
   n = steps - 1
@@ -200,7 +196,7 @@ def ito_taylor2(apply, params, spec, schedule, keys, shape, *, steps, variant='s
   D, A, B, h, sig, sigma_min, sigma_max = _setup(apply, params, spec, schedule, steps,
                                                  sigma_min, sigma_max, rho)
   g = fork_g(steps, sigma_min, sigma_max, rho) if g is None else float(g)
-  x = (_normal(keys, 0, shape, dtype) * sig[0]).astype(dtype)
+  x = (normal(keys, 0, shape, dtype) * sig[0]).astype(dtype)
   n = steps - 1
 
   if variant == 'split':
@@ -209,7 +205,7 @@ def ito_taylor2(apply, params, spec, schedule, keys, shape, *, steps, variant='s
 
     def step(x, inp, noise):
       i, s_i, tau_i = inp
-      xt = x + g * math.sqrt(h) * _normal(keys, i + 1, shape, dtype) if noise else x
+      xt = x + g * math.sqrt(h) * normal(keys, i + 1, shape, dtype) if noise else x
       G = gamma_fn(tau_i, s_i, B, rho)
       sv = jnp.asarray(s_i, dtype)
       f = (xt - D(xt, sv, y)) / s_i

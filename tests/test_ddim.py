@@ -16,6 +16,7 @@ from diffusion.schedules import DiscreteSchedule
 from models import gmm_oracle
 from models.adapter import ModelSpec
 from sampling import chain
+from sampling import noise as noise_lib
 from sampling import ddim as ddim_sampler
 from sampling import ddpm as ddpm_sampler
 
@@ -170,7 +171,7 @@ def test_clip_sigma_idx_and_clip_pixel():
     x, nfe = ddim_sampler.sample(apply, {}, spec, TOY, keys, (3,), steps=4, eta=1.0,
                                  clip_sigma_idx=idx, clip_pixel=pixel, dtype=jnp.float64)
     # The loop of A.4.3 written out: pairs from the top, z of step j from fold_in(key, j).
-    want = np.asarray(chain.normal(keys, 0, (3,), jnp.float64))
+    want = np.asarray(noise_lib.normal(keys, 0, (3,), jnp.float64))
     for j, (s, t) in enumerate(zip(tau[:-1][::-1], tau[1:][::-1]), start=1):
       mean = np.sqrt(TOY.alphabar[s] / TOY.alphabar[t]) * want
       if s == 0:
@@ -179,7 +180,7 @@ def test_clip_sigma_idx_and_clip_pixel():
       var = (1 - TOY.alphabar[t] / TOY.alphabar[s]) * TOY.sigma2[s] / TOY.sigma2[t]
       if s <= tau[idx]:
         var = min(var, (pixel * 2 / 255 * np.sqrt(np.pi / 2))**2)
-      want = mean + np.sqrt(var) * np.asarray(chain.normal(keys, j, (3,), jnp.float64))
+      want = mean + np.sqrt(var) * np.asarray(noise_lib.normal(keys, j, (3,), jnp.float64))
     np.testing.assert_allclose(x, want, rtol=1e-10)
     assert nfe == 4
 
@@ -193,7 +194,7 @@ def test_duplicates_are_identity_steps_and_nfe_counts_pairs():
                                trajectory='tq_quadratic', dtype=jnp.float64)
   assert nfe == 20
   # The same chain over the distinct pairs only (eta = 0: deterministic).
-  want = chain.normal(keys, 0, (2,), jnp.float64)
+  want = noise_lib.normal(keys, 0, (2,), jnp.float64)
   uniq = np.unique(tau)
   for s, t in zip(uniq[:-1][::-1], uniq[1:][::-1]):
     out = model.apply({}, want, jnp.full((64,), TOY.lam_at(t)))
@@ -249,7 +250,7 @@ def test_ddim_eta0_converges_to_the_pf_ode_at_first_order():
   b = 512
   keys = _keys(0, b)
   sbar_max = float(np.sqrt(GEO.sigma2[GEO.N] / GEO.alphabar[GEO.N]))
-  y0 = chain.normal(keys, 0, (2,), jnp.float64) * np.sqrt(1 + sbar_max**2)
+  y0 = noise_lib.normal(keys, 0, (2,), jnp.float64) * np.sqrt(1 + sbar_max**2)
   sol = diffrax.diffeqsolve(diffrax.ODETerm(lambda t, y, args: _pf_ode_eps(t, y)), diffrax.Dopri5(),
                             t0=sbar_max, t1=0.0, dt0=-0.01 * sbar_max, y0=y0,
                             stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
