@@ -8,7 +8,6 @@ for draw (same keys). NFE = number of pairs.
 """
 import jax.numpy as jnp
 
-from diffusion import analytic
 from diffusion import ddim
 from diffusion import timesteps
 from sampling import chain
@@ -21,17 +20,6 @@ def sample(apply, params, spec, schedule, keys, shape, *, steps, eta=0.0, trajec
   var_type 'analytic' needs ms_eps (Gamma, [N + 1]); 'sn' / 'npr' need the model's eps2 /
   eps_res outputs; trajectory 'dp_seg' needs ms_eps too. eta may be a traced scalar.
   """
-  if var_type not in ddim.VAR_TYPES:
-    raise ValueError(f'unknown DDIM var_type {var_type!r}; allowed: {", ".join(ddim.VAR_TYPES)}')
-  if var_type == 'analytic' and ms_eps is None:
-    raise ValueError("var_type='analytic' (Analytic-DPM) needs ms_eps; there is no fallback")
-  needs = analytic.COV_OUTPUTS.get(var_type, ()) if var_type != 'analytic' else ()
-  missing = [k for k in needs if k not in spec.outputs]
-  if missing:
-    raise ValueError(f'var_type={var_type!r} needs the model outputs {", ".join(missing)}; '
-                     f'{spec.family} has {", ".join(spec.outputs)}')
-  if ddim_mean not in ddim.DDIM_MEANS:
-    raise ValueError(f'unknown ddim_mean {ddim_mean!r}; allowed: {", ".join(ddim.DDIM_MEANS)}')
   tau = timesteps.trajectory(schedule.N, steps, trajectory, ms_eps=ms_eps, schedule=schedule)
   ms_eps = None if ms_eps is None else jnp.asarray(ms_eps, jnp.float64)
 

@@ -16,8 +16,6 @@ from sampling import chain
 def sample(apply, params, spec, schedule, keys, shape, *, steps, var_type, trajectory='linear',
            ms_eps=None, clip_sigma_idx=0, clip_pixel=2, dtype=jnp.float32):
   """keys [B] (one per sample), shape of one sample -> (x [B, *shape], nfe)."""
-  if var_type == 'analytic' and ms_eps is None:
-    raise ValueError("var_type='analytic' (Analytic-DPM) needs ms_eps; there is no fallback")
   tau = timesteps.trajectory(schedule.N, steps, trajectory, ms_eps=ms_eps, schedule=schedule)
   ms = None if ms_eps is None else jnp.asarray(ms_eps, jnp.float64)
 
