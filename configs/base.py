@@ -11,9 +11,15 @@ def get_base_config():
   d.data_dir = ''  # where prepared tfds data live (real image sets)
   d.size = 100_000  # toy sets: size of the fixed training set
   d.seed = 1234  # toy sets: the draw of the fixed training/held-out sets; data order
+  d.image_size = 0  # images: output resolution (0 = the dataset's own)
+  d.crop = 'none'  # celeb_a: ead128 (rows 57-184, cols 25-152) | tq148 (top 40, left 15, 148 px) | none
+  d.random_flip = False  # images: stateless random horizontal flip (training split only)
 
   c.model = m = ml_collections.ConfigDict()
-  m.name = 'toy_mlp'  # toy_mlp | gmm_oracle
+  m.name = 'toy_mlp'  # toy_mlp | gmm_oracle | an image family (models/registry.py)
+  m.kwargs = ml_collections.ConfigDict()  # image families: the original constructor's kwargs
+  m.time_input = ''  # how the noise level becomes the network input; '' = the family's default
+  m.dtype = 'float32'  # compute dtype of the network (float32 | bfloat16); params stay float32
   m.prediction = 'eps'  # what the network predicts: eps | x0 | mean
   m.features = 128
   m.num_layers = 3

@@ -1,0 +1,1 @@
+"""PyTorch checkpoints -> Flax params (numpy only here; torch is imported by checkpoint_io alone)."""
