@@ -22,7 +22,7 @@ jax.config.update('jax_enable_x64', True)  # before any array exists
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, samples, logs.')
-flags.DEFINE_string('mode', 'train', 'train | sample | eval.')
+flags.DEFINE_string('mode', 'train', 'train | sample | eval | convert.')
 flags.DEFINE_string('checkpoint', None, 'Checkpoint directory for sample/eval (default DIR/checkpoints).')
 flags.DEFINE_string('coordinator', None, 'host:port of process 0 for multi-host runs.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host).')
@@ -31,9 +31,9 @@ flags.DEFINE_integer('cpu_devices', None, 'Simulate this many CPU devices (jax_n
 FLAGS = flags.FLAGS
 
 
-def fail(message):
+def fail(message, code=2):
   print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(2)
+  sys.exit(code)
 
 
 def unknown_key(argv):
@@ -81,6 +81,7 @@ def parse_flags(argv):
 def main(_):
   if FLAGS.cpu_devices is not None:  # before the backend starts: before any project import
     jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices)
+  from data import datasets
   from training import evaluate
   from training import inference
   from training import sample
@@ -105,12 +106,21 @@ def main(_):
       from training import train  # imports TensorFlow (the TensorBoard writer)
       logging.info('config:\n%s', config)
       train.train(config, FLAGS.workdir)
+    elif mode == 'convert':
+      from training import convert  # noqa: F811
+      convert.convert(config, FLAGS.workdir)
     elif mode == 'sample':
       sample.sample(config, FLAGS.workdir, FLAGS.checkpoint)
     else:
       evaluate.evaluate(config, FLAGS.workdir, FLAGS.checkpoint)
-  except inference.InferenceError as e:
+  except (inference.InferenceError, datasets.DataError) as e:
     fail(str(e))
+  except ValueError as e:  # conversion: unreadable, unsafe or mismatched checkpoints
+    from models.convert import checkpoint_io
+    from training import convert
+    if not isinstance(e, (convert.ConvertError, checkpoint_io.CheckpointError)):
+      raise
+    fail(str(e), code=1 if isinstance(e, convert.VerifyError) else 2)
 
 
 if __name__ == '__main__':

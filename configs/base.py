@@ -19,8 +19,9 @@ def get_base_config():
   m.name = 'toy_mlp'  # toy_mlp | gmm_oracle | an image family (models/registry.py)
   m.kwargs = ml_collections.ConfigDict()  # image families: the original constructor's kwargs
   m.time_input = ''  # how the noise level becomes the network input; '' = the family's default
+  m.head = ''  # an SN-DPM / NPR-DPM head after the trunk's eps: '' | eps2 (SN) | eps_res (NPR)
   m.dtype = 'float32'  # compute dtype of the network (float32 | bfloat16); params stay float32
-  m.prediction = 'eps'  # what the network predicts: eps | x0 | mean
+  m.prediction = 'eps'  # what the network predicts: eps | x0 | v | mean
   m.features = 128
   m.num_layers = 3
   m.oracle = o = ml_collections.ConfigDict()
@@ -47,6 +48,8 @@ def get_base_config():
   t.log_every = 100
   t.checkpoint_every = 1000
   t.keep_checkpoints = 3
+  t.sample_every = 0  # images: a PNG grid of EMA samples (config.sampling) every K steps; 0 = off
+  t.sample_grid = 64  # images in that grid
 
   c.optimizer = p = ml_collections.ConfigDict()
   p.lr = 2e-4

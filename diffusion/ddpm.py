@@ -31,7 +31,7 @@ from diffusion import predictions
 
 VAR_TYPES = ('fixed-small', 'fixed-large', 'learned')
 LOSSES = ('mse', 'kl', 'hybrid')
-PREDICTIONS = ('eps', 'x0', 'mean')
+PREDICTIONS = ('eps', 'x0', 'v', 'mean')
 
 
 def _b(c, x):
@@ -93,14 +93,23 @@ def _sum(x):
   return jnp.sum(x.reshape(x.shape[0], -1), axis=1)
 
 
-def vlb_term(schedule, s, t, x0, x_t, out, prediction, var_type):
-  """One term of the bound in nats per example: the KL for s > 0, the decoder for s = 0."""
-  mean_p, logvar_p, _ = p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type)
+def vlb_term(schedule, s, t, x0, x_t, out, prediction, var_type, data_range=None, clip=False):
+  """One term of the bound in nats per example: the KL for s > 0, the decoder for s = 0.
+
+  The decoder is Gaussian for vector data (data_range None) and the discretised Gaussian of
+  the 256 levels of data_range for images; `clip` clips x0_hat to data_range first (EAD's
+  nll4test, reference A.7; training bounds do not clip).
+  """
+  mean_p, logvar_p, _ = p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type,
+                                      data_range if clip else None)
   c0, ct, var_q = schedule.posterior(s, t)
   mean_q = _b(c0, x_t).astype(x_t.dtype) * x0 + _b(ct, x_t).astype(x_t.dtype) * x_t
   logvar_q = _b(jnp.log(jnp.where(s == 0, 1.0, var_q)), x_t).astype(x_t.dtype)
   kl = _sum(gaussian.normal_kl(mean_q, logvar_q, mean_p, logvar_p))
-  decoder = -_sum(gaussian.normal_log_prob(x0, mean_p, logvar_p))
+  if data_range is None:
+    decoder = -_sum(gaussian.normal_log_prob(x0, mean_p, logvar_p))
+  else:
+    decoder = -_sum(gaussian.discretized_log_prob(x0, mean_p, logvar_p, data_range))
   return jnp.where(s == 0, decoder, kl)
 
 
@@ -111,10 +120,12 @@ def prior_kl(schedule, x0):
   return _sum(gaussian.normal_kl(alpha.astype(x0.dtype) * x0, log_s2, 0.0, 0.0))
 
 
-def loss(model, schedule, x0, key, *, prediction, loss_type, var_type, vlb_weight=1e-3):
+def loss(model, schedule, x0, key, *, prediction, loss_type, var_type, vlb_weight=1e-3,
+         data_range=None):
   """Per-example DDPM training loss terms, n ~ U{1..N}, eps ~ N(0, I).
 
-  mse:    mean_elements (target - out)^2, target eps / x0 / posterior mean (Ho et al. eq. 14)
+  mse:    mean_elements (target - out)^2, target eps / x0 / v = alpha eps - sigma x0 /
+          posterior mean (Ho et al. eq. 14; v: Salimans & Ho 2022)
   kl:     the bound's term at n in bits/dim (tqch/ddpm-torch `kl` loss)
   hybrid: mse + vlb_weight * N * term in bits/dim with the mean stop-gradiented,
           so the bound trains only the variance (Improved DDPM, L_hybrid, lambda = 0.001).
@@ -131,14 +142,16 @@ def loss(model, schedule, x0, key, *, prediction, loss_type, var_type, vlb_weigh
   terms = {}
   if loss_type in ('mse', 'hybrid'):
     c0, ct, _ = schedule.posterior(n - 1, n)
-    target = {'eps': eps, 'x0': x0,
-              'mean': _b(c0, x0).astype(x0.dtype) * x0 + _b(ct, x0).astype(x0.dtype) * x_t}[prediction]
+    cast = lambda c: _b(c, x0).astype(x0.dtype)
+    target = {'eps': eps, 'x0': x0, 'v': cast(alpha) * eps - cast(sigma) * x0,
+              'mean': cast(c0) * x0 + cast(ct) * x_t}[prediction]
     terms['mse'] = _sum((target - out[prediction])**2) / dims
   if loss_type in ('kl', 'hybrid'):
     vlb_out = dict(out)
     if loss_type == 'hybrid':
       vlb_out[prediction] = jax.lax.stop_gradient(out[prediction])
-    terms['vlb_bpd'] = vlb_term(schedule, n - 1, n, x0, x_t, vlb_out, prediction, var_type) / (dims * np.log(2.0))
+    terms['vlb_bpd'] = vlb_term(schedule, n - 1, n, x0, x_t, vlb_out, prediction, var_type,
+                                 data_range) / (dims * np.log(2.0))
   if loss_type == 'mse':
     terms['loss'] = terms['mse']
   elif loss_type == 'kl':

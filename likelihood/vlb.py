@@ -6,6 +6,8 @@ over the pairs of a trajectory tau (the K-step chain's own bound, Bao et al. 202
 Analytic-DPM sec. 4; K = N is the full chain). Each term draws its own x_t from
 q(x_t | x0) with a fresh eps (unbiased per term, as the references do). Example i
 uses `keys[i]`, so the result does not depend on batching. NFE = K per example.
+Images (spec.data_range set) get the discretised decoder and x0_hat clipped to the range,
+as EAD's nll4test (reference A.7); vector data a Gaussian decoder.
 """
 import jax
 import jax.numpy as jnp
@@ -26,7 +28,9 @@ def vlb(apply, params, spec, schedule, x0, keys, *, var_type, steps=None, trajec
     alpha, sigma = schedule.alpha_sigma(t)
     x_t = (alpha * x0 + sigma * eps).astype(x0.dtype)
     out = apply(params, x_t, jnp.full((b,), schedule.lam_at(t)), None)
-    return total + ddpm.vlb_term(schedule, s, t, x0, x_t, out, spec.prediction, var_type), None
+    term = ddpm.vlb_term(schedule, s, t, x0, x_t, out, spec.prediction, var_type,
+                         spec.data_range, clip=spec.data_range is not None)
+    return total + term, None
 
   pairs = (jnp.arange(len(tau) - 1), jnp.asarray(tau[:-1]), jnp.asarray(tau[1:]))
   nats, _ = jax.lax.scan(term, ddpm.prior_kl(schedule, x0), pairs)

@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional
 
 import jax.numpy as jnp
 
-TIME_INPUTS = ('n', 'n-1', 'lam')
+# What a network is fed for the log-SNR lam (see `time_input`).
+TIME_INPUTS = ('n', 'n-1', 'iddpm_rescaled', '999t', 'lam', 'vdm_gamma', 'sigma', 'psld_t')
 ROUNDS = ('none', 'index')
 
 
@@ -52,9 +53,30 @@ class Model:
 
 
 def time_input(kind, lam, schedule=None):
-  """The network's time input from the log-SNR: grid index n, n - 1, or lam itself."""
+  """The network's time input for log-SNR `lam` (reference A.3.1, A.9; idode A.6; EDM A.2).
+
+    n               grid index 1..N (EAD's CIFAR-10 LS/CS improved-diffusion models)
+    n-1             0..N-1 (pytorch_diffusion / DDPM, ddpm-torch, the toy MLP)
+    iddpm_rescaled  (n - 1) * 1000 / N (improved-diffusion's rescale_timesteps, ImageNet64)
+    999t            999 * t with t = n / N (score_sde continuous VP models on the grid, CT2DT)
+    lam             the log-SNR itself
+    vdm_gamma       gamma = -lam (VDM's ScoreUNet rescales it internally)
+    sigma           exp(-lam / 2), EDM's noise level of x / alpha (the preconditioner's input)
+    psld_t          PSLD's forward time t of the phase-space process: no log-SNR gives it (PSLD
+                    is not a Schedule), so such networks are driven by PSLD samplers only
+  Off-grid lam (continuous samplers) gives fractional n by piecewise-linear log alphabar.
+  """
   if kind == 'lam':
     return lam
+  if kind == 'vdm_gamma':
+    return -lam
+  if kind == 'sigma':
+    return jnp.exp(-0.5 * lam)
+  if kind == 'psld_t':
+    raise ValueError('a PSLD network (time input psld_t) runs on the phase-space process, '
+                     'not on a log-SNR schedule')
+  if kind not in TIME_INPUTS:
+    raise ValueError(f'unknown time input {kind!r}; allowed: {", ".join(TIME_INPUTS)}')
   if schedule is None:
     raise ValueError(f'time input {kind!r} needs the discrete schedule the model was trained on')
   n = schedule.n_from_lam(lam)
@@ -62,7 +84,9 @@ def time_input(kind, lam, schedule=None):
     return n
   if kind == 'n-1':
     return n - 1
-  raise ValueError(f'unknown time input {kind!r}; allowed: {", ".join(TIME_INPUTS)}')
+  if kind == 'iddpm_rescaled':
+    return (n - 1) * (1000.0 / schedule.N)
+  return 999.0 * n / schedule.N
 
 
 def split_outputs(out, spec):

@@ -11,7 +11,7 @@ from training import rng
 from training import train
 
 
-def _run(config, devices, steps):
+def run_steps(config, devices, steps):
   mesh = mesh_lib.make_mesh(devices)
   run = train.setup(config, mesh)
   state, source, key = run.state, run.source, run.key
@@ -38,8 +38,8 @@ def test_one_and_eight_devices_agree():
   config.optimizer.eps = 1e-2  # Adam's first steps are ~lr*sign(g); a larger eps keeps them smooth
   devices = jax.devices()
   assert len(devices) == 8
-  l1, g1, p1, e1 = _run(config, devices[:1], 4)
-  l8, g8, p8, e8 = _run(config, devices, 4)
+  l1, g1, p1, e1 = run_steps(config, devices[:1], 4)
+  l8, g8, p8, e8 = run_steps(config, devices, 4)
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
   for a, b in zip(g1, g8):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(v, u, rtol=1e-5, atol=1e-7), a, b)

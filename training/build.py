@@ -1,4 +1,5 @@
 """Config -> schedule, model adapter, loss; and the `meta` record a checkpoint carries."""
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -8,9 +9,11 @@ from diffusion import ddpm
 from diffusion.schedules import DiscreteSchedule
 from models import adapter
 from models import gmm_oracle
+from models import registry
 from models import toy_mlp
 
-MODELS = ('toy_mlp', 'gmm_oracle')
+DROPOUT = 0x0D0  # the dropout key is fold_in(step key, DROPOUT); the noise keeps the step key
+MODELS = ('toy_mlp', 'gmm_oracle') + tuple(registry.FAMILIES)
 
 
 def schedule_kwargs(config):
@@ -22,10 +25,17 @@ def schedule(kwargs):
   return DiscreteSchedule.named(**kwargs)
 
 
+def conditioning(config):
+  """Whether the batch's 'y' is a per-example conditioning flag the network takes (cifar10_aug's
+  augmentation flag for VDM's ScoreUNet; 0 when sampling), rather than class labels."""
+  image = datasets.IMAGES.get(config.data.name)
+  return bool(image is not None and image.augment and config.model.name == 'vdm_unet')
+
+
 def model_kwargs(config):
   """The resolved constructor arguments of config.model (stored in `meta`)."""
   m = config.model
-  shape = datasets.data_shape(config.data.name)
+  shape = datasets.data_shape(config.data.name, config)
   if m.name == 'toy_mlp':
     return dict(features=m.features, num_layers=m.num_layers, prediction=m.prediction,
                 learned_var=config.diffusion.var_type == 'learned', data_shape=list(shape))
@@ -39,6 +49,13 @@ def model_kwargs(config):
     return dict(means=np.asarray(means).tolist(), stds=np.asarray(stds).tolist(),
                 weights=None if weights is None else np.asarray(weights).tolist(),
                 process=o.process, eps_scale=o.eps_scale)
+  if m.name in registry.FAMILIES:
+    if (m.time_input or registry.FAMILIES[m.name][1]) == 'psld_t':
+      shape = shape[:-1] + (2 * shape[-1],)  # PSLD's phase space z = [x, m]
+    return dict(kwargs=m.kwargs.to_dict(), time_input=m.time_input or registry.FAMILIES[m.name][1],
+                prediction=m.prediction, learned_var=config.diffusion.var_type == 'learned',
+                head=m.head, dtype=m.dtype, data_shape=list(shape),
+                conditioning=conditioning(config))
   raise ValueError(f'unknown model {m.name!r}; allowed: {", ".join(MODELS)}')
 
 
@@ -66,6 +83,8 @@ def model(family, kwargs, sched):
       return {k: v.astype(x_t.dtype) for k, v in adapter.split_outputs(out, spec).items()}
 
     return adapter.Model(spec=spec, init=init, apply=apply)
+  if family in registry.FAMILIES:
+    return registry.model(family, kwargs, sched)
   raise ValueError(f'unknown model {family!r}; allowed: {", ".join(MODELS)}')
 
 
@@ -79,9 +98,11 @@ def loss_fn(config, mdl, sched):
   t = config.training
 
   def fn(params, batch, key):
-    net = lambda x_t, n: mdl.apply(params, x_t, sched.lam_at(n), batch.get('y'), train=True)
+    rngs = {'dropout': jax.random.fold_in(key, DROPOUT)}
+    net = lambda x_t, n: mdl.apply(params, x_t, sched.lam_at(n), batch.get('y'), train=True,
+                                   rngs=rngs)
     return ddpm.loss(net, sched, batch['x'], key, prediction=mdl.spec.prediction,
                      loss_type=t.loss, var_type=config.diffusion.var_type,
-                     vlb_weight=t.vlb_weight)
+                     vlb_weight=t.vlb_weight, data_range=mdl.spec.data_range)
 
   return fn

@@ -24,18 +24,19 @@ def evaluate(config, workdir, checkpoint_path=None):
   model, params, sched, step = inference.load(config, workdir, checkpoint_path, mesh)
   bs = e.batch_size
   source = datasets.load(config, 'eval', bs, jax.process_count())
+  count = min(e.num_examples, source.size)  # never repeat held-out examples
   bound = functools.partial(vlb.vlb, model.apply, spec=model.spec, schedule=sched,
                             var_type=config.diffusion.var_type, steps=e.steps or None)
   fn = jax.jit(lambda params, x, keys: bound(params, x0=x, keys=keys)[0])
   keys_fn = rng.example_keys_fn(lambda: rng.stream(config.seed, 'eval'), bs,
                                mesh_lib.data_sharding(mesh))
   nats = []
-  for b in tqdm.trange(math.ceil(e.num_examples / bs), desc='vlb', unit='batch',
+  for b in tqdm.trange(math.ceil(count / bs), desc='vlb', unit='batch',
                        disable=jax.process_index() > 0):
     x = mesh_lib.shard_batch(mesh, source.batch(b, jax.process_index()))['x']
     nats.append(np.asarray(multihost_utils.process_allgather(fn(params, x, keys_fn(b * bs)),
                                                             tiled=True)))
-  nats = np.concatenate(nats)[:e.num_examples].astype(np.float64)
+  nats = np.concatenate(nats)[:count].astype(np.float64)
   dims = int(np.prod(model.spec.data_shape))
   bpd = nats / (dims * np.log(2.0))
   metrics = dict(method=e.method, nats=float(nats.mean()), bpd=float(bpd.mean()),

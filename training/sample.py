@@ -4,6 +4,7 @@ import math
 import os
 
 import jax
+import jax.numpy as jnp
 from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
@@ -14,6 +15,7 @@ from sampling import ddim
 from sampling import ddpm
 from sampling import edm
 from sampling import sde2
+from training import images
 from training import inference
 from training import io
 from training import ms_eps as ms_eps_lib
@@ -79,15 +81,30 @@ def sampler_fn(config, model, sched, ms_eps=None):
                    rho=s.rho, discretization=s.discretization, noise_schedule=s.noise_schedule,
                    scaling=s.scaling, S_churn=s.S_churn, S_min=s.S_min, S_max=s.S_max,
                    S_noise=s.S_noise)
-  fn = functools.partial(impl, model.apply, **common, **options)
+  apply = model.apply
+  if model.spec.num_classes:  # the batch's labels travel with the params argument
+    apply = lambda p, x, lam, y=None, **kw: model.apply(p['net'], x, lam, p['y'], **kw)
+  fn = functools.partial(impl, apply, **common, **options)
   nfe = []
 
-  def run(params, keys):
-    x, n = fn(params, keys=keys)
+  def run(params, keys, y=None):
+    x, n = fn(params if y is None else {'net': params, 'y': y}, keys=keys)
     nfe[:] = [n]
     return x
 
   return jax.jit(run), nfe
+
+
+LABELS = 0xFFFFFFFF  # fold_in(key(seed), LABELS) is the label stream (sample indices stay below)
+
+
+def labels_fn(seed, num_classes, count, sharding):
+  """A jitted start -> labels of samples start..start+count-1, uniform over the classes."""
+  keys = rng.example_keys_fn(lambda: jax.random.fold_in(jax.random.key(seed), LABELS), count,
+                             sharding)
+  draw = jax.jit(jax.vmap(lambda k: jax.random.randint(k, (), 0, num_classes, jnp.int32)),
+                 out_shardings=sharding)
+  return lambda start: draw(keys(start))
 
 
 def scatter_plot(x, path, title):
@@ -120,17 +137,32 @@ def sample(config, workdir, checkpoint_path=None):
   fn, nfe = sampler_fn(config, model, sched, ms_eps)
   bs = s.batch_size
   keys_fn = rng.example_keys_fn(lambda: jax.random.key(s.seed), bs, mesh_lib.data_sharding(mesh))
+  classes = model.spec.num_classes
+  if classes:
+    y_fn = labels_fn(s.seed, classes, bs, mesh_lib.data_sharding(mesh))
   num_batches = math.ceil(s.num_samples / bs)
-  out = []
+  out, ys = [], []
   for b in tqdm.trange(num_batches, desc=f'{s.method} sampling', unit='batch',
                        disable=jax.process_index() > 0):
-    x = fn(params, keys_fn(b * bs))
+    y = y_fn(b * bs) if classes else None
+    x = fn(params, keys_fn(b * bs), y)
     out.append(np.asarray(multihost_utils.process_allgather(x, tiled=True)))
+    if classes:
+      ys.append(np.asarray(multihost_utils.process_allgather(y, tiled=True)))
   x = np.concatenate(out)[:s.num_samples].astype(np.float32)
   nfe = nfe[0]
   path = os.path.join(workdir, 'samples', f'{s.method}_{steps(config, sched)}_{s.seed}.npz')
   if jax.process_index() == 0:
-    io.savez(path, arr_0=x, nfe=np.int64(nfe))
-    scatter_plot(x, path[:-4] + '.png', f'{model.spec.family} {s.method} steps={steps(config, sched)} NFE={nfe} (step {step})')
+    title = f'{model.spec.family} {s.method} steps={steps(config, sched)} NFE={nfe} (step {step})'
+    arrays = dict(nfe=np.int64(nfe))
+    if len(model.spec.data_shape) == 3:
+      arrays['arr_0'] = images.quantize(x)
+      if model.spec.num_classes:
+        arrays['arr_1'] = np.concatenate(ys)[:s.num_samples].astype(np.int32)
+      io.savez(path, **arrays)
+      images.save_grid(arrays['arr_0'][:100], path[:-4] + '.png')
+    else:
+      io.savez(path, arr_0=x, **arrays)
+      scatter_plot(x, path[:-4] + '.png', title)
   print(f'wrote {len(x)} samples to {path}; NFE {nfe} per sample', flush=True)
   return x, nfe

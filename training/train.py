@@ -1,19 +1,23 @@
 """--mode=train: the training loop (big_vision order: logging, mesh, input,
 model & optimiser, update step, checkpoint load, loop)."""
+import os
 import signal
 import time
 from typing import Any, NamedTuple
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import optax
 
 from data import datasets
 from training import build
 from training import checkpoint
+from training import images
 from training import mesh as mesh_lib
 from training import rng
+from training import sample
 from training import state as state_lib
 
 
@@ -67,6 +71,29 @@ def setup(config, mesh):
   return Setup(source, sched, model, state, update, key, build.meta(config, model))
 
 
+def grid_sampler(config, model, sched, mesh, workdir):
+  """(ema_params, step, writer) -> writes DIR/samples/train_<step>.png and a TensorBoard image;
+  None when config.training.sample_every is 0 or the data are not images."""
+  n = config.training.sample_grid
+  if not config.training.sample_every or len(model.spec.data_shape) != 3:
+    return None
+  n -= n % mesh.size
+  fn, _ = sample.sampler_fn(config, model, sched)
+  keys_fn = rng.example_keys_fn(lambda: jax.random.key(config.sampling.seed), n,
+                                mesh_lib.data_sharding(mesh))
+  y_fn = (sample.labels_fn(config.sampling.seed, model.spec.num_classes, n,
+                           mesh_lib.data_sharding(mesh)) if model.spec.num_classes else None)
+
+  def run(params, step, writer):
+    x = fn(params, keys_fn(0), y_fn(0) if y_fn else None)
+    x = images.quantize(multihost_utils.process_allgather(x, tiled=True))
+    if jax.process_index() == 0:
+      images.save_grid(x, os.path.join(workdir, 'samples', f'train_{step}.png'))
+    writer.write_images(step, {'samples': images.grid(x)[None]})
+
+  return run
+
+
 def train(config, workdir):
   from clu import metric_writers  # imports TensorFlow: only where it is needed
   from clu import periodic_actions
@@ -100,6 +127,7 @@ def train(config, workdir):
   signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                              every_steps=config.training.log_every)
+  sampler = grid_sampler(config, run.model, run.schedule, mesh, workdir)
   t0 = time.time()
   metrics = None
   with jax.transfer_guard('disallow'):
@@ -115,6 +143,9 @@ def train(config, workdir):
         writer.write_scalars(done, jax.device_get(metrics))
       if done % config.training.checkpoint_every == 0 or done == num_steps or stop:
         checkpoint.save(mgr, state, run.meta)
+      if sampler is not None and (done % config.training.sample_every == 0 or done == num_steps):
+        with jax.transfer_guard('allow'):
+          sampler(state.ema_params, done, writer)
       if stop:
         print(f'SIGTERM: saved step {done}, exiting', flush=True)
         break

@@ -3,18 +3,22 @@
 `check(config, mode, num_devices)` raises ConfigError with one line naming the
 key and the allowed values; main.py prints it and exits with code 2.
 """
+import os
+
 from data import datasets
 from diffusion import ddim
 from diffusion import ddpm
 from diffusion import schedules
 from diffusion import timesteps
+from models import adapter
+from models import registry
 from sampling import edm
 from sampling import sde2
 from training import build
 from training import evaluate
 from training import sample
 
-MODES = ('train', 'sample', 'eval')
+MODES = ('train', 'sample', 'eval', 'convert')
 
 
 class ConfigError(ValueError):
@@ -37,8 +41,43 @@ def _divisible(key, value, num_devices):
     raise ConfigError(f'config.{key}={value} is not divisible by the {num_devices} devices')
 
 
+def check_convert(config):
+  from training import convert  # pylint: disable=g-import-not-at-top
+  c = config.convert
+  _one_of('model.name', config.model.name, tuple(convert.CONVERTERS))
+  if not c.source:
+    raise ConfigError('config.convert.source is empty: give the PyTorch checkpoint to convert')
+  for key in ('source', 'verify_io'):
+    if c[key] and not os.path.isfile(c[key]):
+      raise ConfigError(f'config.convert.{key}={c[key]!r}: no such file')
+  if c.verify_tol < 0 or c.verify_rtol < 0:
+    raise ConfigError('config.convert.verify_tol and verify_rtol must be >= 0')
+  try:
+    convert.source_kwargs(config)
+  except convert.ConvertError as e:
+    raise ConfigError(str(e)) from None
+
+
+def check_network(config):
+  """An image family's kwargs, time input and dtype build a network with the right outputs."""
+  m = config.model
+  _one_of('model.dtype', m.dtype, tuple(registry.DTYPES))
+  _one_of('model.head', m.head, ('', 'eps2', 'eps_res'))
+  if m.time_input:
+    _one_of('model.time_input', m.time_input, adapter.TIME_INPUTS)
+  if not m.kwargs:
+    raise ConfigError(f'config.model.kwargs is empty: {m.name} needs its constructor kwargs '
+                      '(see the public configs in configs/)')
+  try:
+    registry.check_channels(m.name, build.model_kwargs(config))
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'config.model.kwargs: {" ".join(str(e).split())}') from None
+
+
 def check(config, mode, num_devices):
   _one_of('mode (--mode)', mode, MODES)
+  if mode == 'convert':
+    check_convert(config)
   _one_of('data.name', config.data.name, datasets.DATASETS)
   _positive('data.size', config.data.size)
   _one_of('model.name', config.model.name, build.MODELS)
@@ -68,6 +107,17 @@ def check(config, mode, num_devices):
     if config.model.name == 'gmm_oracle':
       raise ConfigError("config.model.name='gmm_oracle' is exact and has nothing to train: "
                         'use --mode=sample or --mode=eval, or one of: toy_mlp')
+    if config.model.name in registry.FAMILIES:
+      check_network(config)
+    if config.model.head:
+      raise ConfigError(f'config.model.head={config.model.head!r}: SN-DPM / NPR-DPM heads are '
+                        'trained on a frozen trunk by the head objectives, which --mode=train '
+                        'does not have yet; convert a released head checkpoint instead '
+                        '(--mode=convert), or leave model.head empty')
+    try:
+      datasets.check(config)
+    except datasets.DataError as e:
+      raise ConfigError(str(e)) from None
     t = config.training
     _one_of('training.objective', t.objective, ('ddpm',))
     _one_of('training.loss', t.loss, ddpm.LOSSES)
