@@ -48,6 +48,8 @@ def get_base_config():
   t.log_every = 100
   t.checkpoint_every = 1000
   t.keep_checkpoints = 3
+  t.label_dropout = 0.0  # class-conditional models: P(y -> -1, the null label) per example,
+  #                        which classifier-free guidance (sampling.guidance) needs
   t.sample_every = 0  # images: a PNG grid of EMA samples (config.sampling) every K steps; 0 = off
   t.sample_grid = 64  # images in that grid
 
@@ -92,7 +94,7 @@ def get_base_config():
   s.num_samples = 10_000
   s.batch_size = 10_000
   s.seed = 0  # sample i uses fold_in(key(seed), i)
-  s.guidance = 0.0  # classifier-free guidance scale (conditional models only)
+  s.guidance = 0.0  # classifier-free guidance weight w: (1+w) out(x,y) - w out(x,null); 0 = none
 
   c.eval = e = ml_collections.ConfigDict()
   e.method = 'vlb'

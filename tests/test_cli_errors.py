@@ -41,6 +41,19 @@ CASES = {
     'missing_config_file': (['{config}', '--config=configs/does_not_exist.py'], None,
                             ['configs/does_not_exist.py']),
     'sample_without_checkpoint': (['--mode=sample'], None, ['checkpoint']),
+    'missing_dataset': (['{config}', '--config=configs/ddpm_cifar10.py',
+                         '--config.data.data_dir=/nonexistent_dpmx'], None,
+                        ['data.name', 'cifar10', '/nonexistent_dpmx', 'python -m data.datasets']),
+    'network_outputs': (['{config}', '--config=configs/digits.py', '--config.model.kwargs.out_ch=3'],
+                        None, ['model.kwargs', 'ddpm_unet', 'channels']),
+    'objective_not_here': (['{config}', '--config=configs/edm_cifar10.py'], None,
+                           ['training.objective', 'edm', 'ddpm']),
+    'convert_without_source': (['{config}', '--config=configs/convert.py:ddpm_unet',
+                                '--mode=convert'], None, ['convert.source']),
+    'convert_bad_kwargs': (['{config}', '--config=configs/convert.py:ddpm_unet', '--mode=convert',
+                            '--config.convert.source=README.md',
+                            '--config.convert.source_kwargs={bad'], None,
+                           ['convert.source_kwargs', 'JSON']),
 }
 
 

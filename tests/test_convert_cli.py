@@ -82,3 +82,106 @@ def test_every_fixture_converts_and_verifies(family, folder, fixture_id, tmp_pat
   out = capsys.readouterr().out
   assert 'verify_io: max abs error' in out
   assert cli.committed_steps(str(tmp_path / 'w')) == [0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('family', sorted(CASES))
+def test_command_line_convert_per_family(family, tmp_path):
+  folder, fixture_id = CASES[family][-1]
+  ckpt, kwargs, io_path, atol, rtol = simple_io(folder, fixture_id, tmp_path)
+  args = [f'--config=configs/convert.py:{family}', f'--workdir={tmp_path / "w"}', '--mode=convert',
+          f'--config.convert.source={ckpt}', f'--config.convert.verify_io={io_path}',
+          f'--config.convert.verify_tol={atol}', f'--config.convert.verify_rtol={rtol}']
+  if kwargs:
+    args.append(f'--config.convert.source_kwargs={kwargs}')
+  if family != 'ddpm_torch_toy':
+    args.append('--config.data.image_size=16')
+  r = cli.run(*args, timeout=300)
+  assert r.returncode == 0, cli.tail(r.stderr)
+  assert 'verify_io: max abs error' in r.stdout
+  assert cli.committed_steps(str(tmp_path / 'w')) == [0]
+
+
+def test_verification_failure_and_mismatch_exit_codes(tmp_path):
+  """Outputs beyond the tolerance exit 1; a file for another architecture exits 2 with the
+  missing / unexpected keys, before anything is written."""
+  ckpt, kwargs, io_path, atol, rtol = simple_io('torch', 'eadpm_ddpm_unet/base', tmp_path)
+  io = dict(np.load(io_path))
+  io['out'] = io['out'] + 10 * atol
+  np.savez(io_path, **io)
+  base = ['--config=configs/convert.py:ddpm_unet', '--mode=convert', '--config.data.image_size=16',
+          f'--config.convert.source={ckpt}']
+  r = cli.run(*base, f'--workdir={tmp_path / "a"}', f'--config.convert.source_kwargs={kwargs}',
+              f'--config.convert.verify_io={io_path}', f'--config.convert.verify_tol={atol}')
+  assert r.returncode == 1, cli.tail(r.stderr)
+  assert 'outputs differ' in r.stderr and 'verify_io: max abs error' in r.stdout
+  head = json.dumps(dict(json.loads(kwargs), head_out_ch=3, mode='complex'))
+  r = cli.run(*base, f'--workdir={tmp_path / "b"}', f'--config.convert.source_kwargs={head}')
+  assert r.returncode == 2
+  line = r.stderr.strip().splitlines()[-1]
+  assert line.startswith('error: ') and 'missing keys' in line and 'before_out.' in line
+  assert not os.path.exists(tmp_path / 'b' / 'checkpoints' / '0')
+
+
+@pytest.mark.slow
+def test_convert_then_sample_from_the_checkpoint_alone(tmp_path):
+  ckpt, kwargs, io_path, atol, rtol = simple_io('torch', 'eadpm_iddpm_unet/base_out3', tmp_path)
+  w = str(tmp_path / 'w')
+  r = cli.run('--config=configs/convert.py:iddpm_unet', f'--workdir={w}', '--mode=convert',
+              f'--config.convert.source={ckpt}', f'--config.convert.source_kwargs={kwargs}',
+              '--config.data.image_size=16')
+  assert r.returncode == 0, cli.tail(r.stderr)
+  r = cli.run('--config=configs/convert.py:iddpm_unet', f'--workdir={w}', '--mode=sample',
+              '--config.sampling.method=ddim', '--config.sampling.steps=5',
+              '--config.sampling.num_samples=6', '--config.sampling.batch_size=6', timeout=300)
+  assert r.returncode == 0, cli.tail(r.stderr)
+  out = np.load(os.path.join(w, 'samples', 'ddim_5_0.npz'))
+  assert out['arr_0'].shape == (6, 16, 16, 3) and out['arr_0'].dtype == np.uint8
+  assert int(out['nfe']) == 5 and os.path.exists(os.path.join(w, 'samples', 'ddim_5_0.png'))
+
+
+SAFETENSORS = [('ddpm_unet', 'torch', 'eadpm_ddpm_unet/head_complex'),
+               ('iddpm_unet', 'torch', 'eadpm_iddpm_unet/base_learned_sigma'),
+               ('score_sde_ddpmpp', 'torch', 'eadpm_score_sde_ddpmpp/head'),
+               ('ddpm_torch_unet', 'torch', 'ddpm_torch_unet/release_ema'),
+               ('psld_ncsnpp', 'psld', 'psld-ncsnpp-sota')]
+
+
+@pytest.mark.parametrize('family,folder,fixture_id', SAFETENSORS)
+def test_safetensors_give_the_same_parameters(family, folder, fixture_id, tmp_path):
+  from safetensors.numpy import save_file
+  from models.convert import checkpoint_io
+  ckpt, kwargs, _, _, _ = simple_io(folder, fixture_id, tmp_path)
+  sd = convert.state_dict(checkpoint_io.load(ckpt))
+  path = str(tmp_path / 'weights.safetensors')
+  save_file({k: np.ascontiguousarray(v) for k, v in sd.items()}, path)
+  again = convert.state_dict(checkpoint_io.load(path))
+  assert sorted(again) == sorted(sd)
+  c = convert_config.get_config(family)
+  c.data.image_size = 16
+  params = []
+  for source in (ckpt, path):
+    c.convert.source, c.convert.source_kwargs, c.convert.verify_io = source, kwargs, ''
+    params.append(convert.convert(c, str(tmp_path / f'w{len(params)}')))
+  import jax
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), *params)
+
+
+@pytest.mark.slow
+def test_conditional_edm_samples_with_guidance(tmp_path):
+  """A converted class-conditional EDM network samples with classifier-free guidance: labels in
+  arr_1, twice the network evaluations of the unguided Heun sampler (2N - 1 per sample)."""
+  ckpt, _, _, _, _ = simple_io('edm', 'edm-ddpmpp-cond', tmp_path)
+  w = str(tmp_path / 'w')
+  r = cli.run('--config=configs/convert.py:edm', f'--workdir={w}', '--mode=convert',
+              f'--config.convert.source={ckpt}', '--config.data.image_size=16')
+  assert r.returncode == 0, cli.tail(r.stderr)
+  r = cli.run('--config=configs/convert.py:edm', f'--workdir={w}', '--mode=sample',
+              '--config.sampling.method=edm_heun', '--config.sampling.steps=4',
+              '--config.sampling.guidance=1.5', '--config.sampling.num_samples=8',
+              '--config.sampling.batch_size=8', timeout=300)
+  assert r.returncode == 0, cli.tail(r.stderr)
+  out = np.load(os.path.join(w, 'samples', 'edm_heun_4_0.npz'))
+  assert out['arr_0'].shape == (8, 16, 16, 3) and out['arr_0'].dtype == np.uint8
+  assert out['arr_1'].dtype == np.int32 and set(out['arr_1']) <= set(range(5))
+  assert int(out['nfe']) == 2 * (2 * 4 - 1)

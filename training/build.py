@@ -13,6 +13,7 @@ from models import registry
 from models import toy_mlp
 
 DROPOUT = 0x0D0  # the dropout key is fold_in(step key, DROPOUT); the noise keeps the step key
+LABEL_DROPOUT = 0x1AB  # ... and the label-dropout draws fold_in(step key, LABEL_DROPOUT)
 MODELS = ('toy_mlp', 'gmm_oracle') + tuple(registry.FAMILIES)
 
 
@@ -99,8 +100,11 @@ def loss_fn(config, mdl, sched):
 
   def fn(params, batch, key):
     rngs = {'dropout': jax.random.fold_in(key, DROPOUT)}
-    net = lambda x_t, n: mdl.apply(params, x_t, sched.lam_at(n), batch.get('y'), train=True,
-                                   rngs=rngs)
+    y = batch.get('y')
+    if y is not None and mdl.spec.num_classes and t.label_dropout > 0:
+      drop = jax.random.bernoulli(jax.random.fold_in(key, LABEL_DROPOUT), t.label_dropout, y.shape)
+      y = jnp.where(drop, -1, y)
+    net = lambda x_t, n: mdl.apply(params, x_t, sched.lam_at(n), y, train=True, rngs=rngs)
     return ddpm.loss(net, sched, batch['x'], key, prediction=mdl.spec.prediction,
                      loss_type=t.loss, var_type=config.diffusion.var_type,
                      vlb_weight=t.vlb_weight, data_range=mdl.spec.data_range)

@@ -83,16 +83,37 @@ def sampler_fn(config, model, sched, ms_eps=None):
                    S_noise=s.S_noise)
   apply = model.apply
   if model.spec.num_classes:  # the batch's labels travel with the params argument
-    apply = lambda p, x, lam, y=None, **kw: model.apply(p['net'], x, lam, p['y'], **kw)
+    apply = guided(model.apply, model.spec.prediction, s.guidance)
   fn = functools.partial(impl, apply, **common, **options)
   nfe = []
 
   def run(params, keys, y=None):
     x, n = fn(params if y is None else {'net': params, 'y': y}, keys=keys)
-    nfe[:] = [n]
+    nfe[:] = [n * (2 if model.spec.num_classes and s.guidance else 1)]
     return x
 
   return jax.jit(run), nfe
+
+
+def guided(apply, prediction, w):
+  """A conditional model's apply taking {'net': params, 'y': labels}, with classifier-free
+  guidance of weight w (Ho & Salimans 2022, eq. 6):
+    out_w = (1 + w) out(x, y) - w out(x, null),   null label y = -1,
+  on the main prediction (eps, x0, v, ... are affine in the score at fixed x_t); the other
+  outputs (variances, heads) come from the conditional pass. w = 0 is the plain conditional
+  model; both passes run as one batch of 2B (2 NFE per evaluation)."""
+
+  def fn(p, x, lam, y=None, **kw):
+    if not w:
+      return apply(p['net'], x, lam, p['y'], **kw)
+    b = x.shape[0]
+    both = apply(p['net'], jnp.concatenate([x, x]), jnp.concatenate([lam, lam]),
+                 jnp.concatenate([p['y'], jnp.full_like(p['y'], -1)]), **kw)
+    out = {k: v[:b] for k, v in both.items()}
+    out[prediction] = (1.0 + w) * out[prediction] - w * both[prediction][b:]
+    return out
+
+  return fn
 
 
 LABELS = 0xFFFFFFFF  # fold_in(key(seed), LABELS) is the label stream (sample indices stay below)
@@ -131,6 +152,10 @@ def sample(config, workdir, checkpoint_path=None):
     raise inference.InferenceError(
         f'config.sampling.method={s.method!r} with variance {var_type(config)!r} needs the '
         f'model outputs {", ".join(missing)}, which {model.spec.family} does not have')
+  if s.guidance and not model.spec.num_classes:
+    raise inference.InferenceError(
+        f'config.sampling.guidance={s.guidance!r} needs a class-conditional model; '
+        f'{model.spec.family} is unconditional (use 0)')
   ms_eps = None
   if needs_ms_eps(config):
     ms_eps = ms_eps_lib.load_or_estimate(config, workdir, model, params, sched, step)

@@ -107,6 +107,11 @@ def check(config, mode, num_devices):
     if config.model.name == 'gmm_oracle':
       raise ConfigError("config.model.name='gmm_oracle' is exact and has nothing to train: "
                         'use --mode=sample or --mode=eval, or one of: toy_mlp')
+    _one_of('training.objective', config.training.objective, ('ddpm',))
+    try:
+      datasets.check(config)
+    except datasets.DataError as e:
+      raise ConfigError(str(e)) from None
     if config.model.name in registry.FAMILIES:
       check_network(config)
     if config.model.head:
@@ -114,12 +119,7 @@ def check(config, mode, num_devices):
                         'trained on a frozen trunk by the head objectives, which --mode=train '
                         'does not have yet; convert a released head checkpoint instead '
                         '(--mode=convert), or leave model.head empty')
-    try:
-      datasets.check(config)
-    except datasets.DataError as e:
-      raise ConfigError(str(e)) from None
     t = config.training
-    _one_of('training.objective', t.objective, ('ddpm',))
     _one_of('training.loss', t.loss, ddpm.LOSSES)
     if t.loss == 'mse' and d.var_type == 'learned':
       raise ConfigError("config.training.loss='mse' does not train a learned variance: "
@@ -127,6 +127,8 @@ def check(config, mode, num_devices):
     for key in ('num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
       _positive(f'training.{key}', t[key])
     _divisible('training.batch_size', t.batch_size, num_devices)
+    if not 0.0 <= t.label_dropout < 1.0:
+      raise ConfigError(f'config.training.label_dropout={t.label_dropout!r} must be in [0, 1)')
     if not 0.0 <= t.ema_decay < 1.0:
       raise ConfigError(f'config.training.ema_decay={t.ema_decay!r} must be in [0, 1)')
     _positive('optimizer.lr', config.optimizer.lr)
@@ -174,9 +176,8 @@ def check(config, mode, num_devices):
         _positive('sampling.ms_eps_samples', s.ms_eps_samples)
     _positive('sampling.num_samples', s.num_samples)
     _divisible('sampling.batch_size', s.batch_size, num_devices)
-    if s.guidance != 0.0:
-      raise ConfigError(f'config.sampling.guidance={s.guidance!r} needs a conditional model; '
-                        f'{config.model.name} is unconditional (use 0)')
+    if s.guidance < 0:
+      raise ConfigError(f'config.sampling.guidance={s.guidance!r} must be >= 0 (0 = no guidance)')
   if mode == 'eval':
     e = config.eval
     _one_of('eval.method', e.method, evaluate.METHODS)
