@@ -16,7 +16,7 @@ def get_base_config():
   d.random_flip = False  # images: stateless random horizontal flip (training split only)
 
   c.model = m = ml_collections.ConfigDict()
-  m.name = 'toy_mlp'  # toy_mlp | gmm_oracle | an image family (models/registry.py)
+  m.name = 'toy_mlp'  # toy_mlp | gmm_oracle | psld_oracle | an image family (models/registry.py)
   m.kwargs = ml_collections.ConfigDict()  # image families: the original constructor's kwargs
   m.time_input = ''  # how the noise level becomes the network input; '' = the family's default
   m.head = ''  # an SN-DPM / NPR-DPM head after the trunk's eps: '' | eps2 (SN) | eps_res (NPR)
@@ -37,6 +37,14 @@ def get_base_config():
   f.beta_start = 1e-4
   f.beta_end = 0.02
   f.var_type = 'fixed-large'  # fixed-small | fixed-large | learned
+  f.psld = k = ml_collections.ConfigDict()  # PSLD's phase-space process (idode_vdm_psld.md B.1)
+  k.nu = 4.01  # critical damping: M = 4 / (gamma - nu)^2
+  k.gamma = 0.01  # 0 = score_m (noise only in m)
+  k.kappa = 0.04  # initial momentum m0 ~ N(0, kappa M)
+  k.beta_min = 8.0  # beta(t) = beta_min + t (beta_max - beta_min); released configs: 8, 8
+  k.beta_max = 8.0
+  k.mode = 'hsm'  # hsm | dsm: training kernel (samplers always convert eps with HSM)
+  k.numerical_eps = 1e-9
 
   c.training = t = ml_collections.ConfigDict()
   t.objective = 'ddpm'
@@ -91,6 +99,12 @@ def get_base_config():
   k.laplacian = True  # unsplit: the Hutchinson jvp-of-jvp Laplacian term
   k.probes = 1
   k.g = 0.0  # diffusion coefficient; 0 = the fork's g
+  s.psld = k = ml_collections.ConfigDict()  # psld_em | psld_splitting | psld_ode (B.3)
+  k.stride_type = 'uniform'  # uniform | quadratic (steps shrink towards the data)
+  k.denoise = True  # the last of `steps` is a noise-free Euler step from eval_eps to 0
+  k.eval_eps = 1e-3
+  k.rtol = 1e-5  # psld_ode (PSLD: 1e-4 CIFAR-10 sota, 1e-5 CelebA-64 / ablations)
+  k.atol = 1e-5
   s.num_samples = 10_000
   s.batch_size = 10_000
   s.seed = 0  # sample i uses fold_in(key(seed), i)

@@ -55,6 +55,8 @@ def get_config(variant='sota'):
   c.optimizer.eps = 1e-8
   c.optimizer.warmup_steps = 5000
   c.optimizer.grad_clip = 1.0
+  c.sampling.method = 'psld_em'  # PSLD's README: 50 uniform Euler-Maruyama steps (B.3)
+  c.sampling.steps = 50
   c.sampling.batch_size = 256
   c.eval.batch_size = 256
   return c

@@ -62,8 +62,8 @@ def time_input(kind, lam, schedule=None):
     lam             the log-SNR itself
     vdm_gamma       gamma = -lam (VDM's ScoreUNet rescales it internally)
     sigma           exp(-lam / 2), EDM's noise level of x / alpha (the preconditioner's input)
-    psld_t          PSLD's forward time t of the phase-space process: no log-SNR gives it (PSLD
-                    is not a Schedule), so such networks are driven by PSLD samplers only
+    psld_t          PSLD's forward time t of the phase-space process (not a Schedule): the PSLD
+                    samplers pass t itself where the others pass lam
   Off-grid lam (continuous samplers) gives fractional n by piecewise-linear log alphabar.
   """
   if kind == 'lam':
@@ -73,8 +73,7 @@ def time_input(kind, lam, schedule=None):
   if kind == 'sigma':
     return jnp.exp(-0.5 * lam)
   if kind == 'psld_t':
-    raise ValueError('a PSLD network (time input psld_t) runs on the phase-space process, '
-                     'not on a log-SNR schedule')
+    return lam  # PSLD samplers (sampling/psld.py) pass the forward time t itself in the lam slot
   if kind not in TIME_INPUTS:
     raise ValueError(f'unknown time input {kind!r}; allowed: {", ".join(TIME_INPUTS)}')
   if schedule is None:

@@ -6,15 +6,18 @@ import numpy as np
 from data import datasets
 from data import toy
 from diffusion import ddpm
+from diffusion import psld as psld_lib
 from diffusion.schedules import DiscreteSchedule
 from models import adapter
 from models import gmm_oracle
+from models import psld_oracle
 from models import registry
 from models import toy_mlp
 
 DROPOUT = 0x0D0  # the dropout key is fold_in(step key, DROPOUT); the noise keeps the step key
 LABEL_DROPOUT = 0x1AB  # ... and the label-dropout draws fold_in(step key, LABEL_DROPOUT)
-MODELS = ('toy_mlp', 'gmm_oracle') + tuple(registry.FAMILIES)
+MODELS = ('toy_mlp', 'gmm_oracle', 'psld_oracle') + tuple(registry.FAMILIES)
+ORACLES = ('gmm_oracle', 'psld_oracle')
 
 
 def schedule_kwargs(config):
@@ -40,7 +43,7 @@ def model_kwargs(config):
   if m.name == 'toy_mlp':
     return dict(features=m.features, num_layers=m.num_layers, prediction=m.prediction,
                 learned_var=config.diffusion.var_type == 'learned', data_shape=list(shape))
-  if m.name == 'gmm_oracle':
+  if m.name in ORACLES:
     o = m.oracle
     if o.means:
       means, stds = np.asarray(o.means, np.float64), np.asarray(o.stds, np.float64)
@@ -49,7 +52,8 @@ def model_kwargs(config):
       means, stds, weights = toy.mixture(config.data.name)
     return dict(means=np.asarray(means).tolist(), stds=np.asarray(stds).tolist(),
                 weights=None if weights is None else np.asarray(weights).tolist(),
-                process=o.process, eps_scale=o.eps_scale)
+                process=o.process if m.name == 'gmm_oracle' else psld_kwargs(config),
+                eps_scale=o.eps_scale)
   if m.name in registry.FAMILIES:
     if (m.time_input or registry.FAMILIES[m.name][1]) == 'psld_t':
       shape = shape[:-1] + (2 * shape[-1],)  # PSLD's phase space z = [x, m]
@@ -60,8 +64,22 @@ def model_kwargs(config):
   raise ValueError(f'unknown model {m.name!r}; allowed: {", ".join(MODELS)}')
 
 
+def psld_kwargs(config):
+  return config.diffusion.psld.to_dict()
+
+
+def is_psld(config):
+  """Whether config.model runs on PSLD's phase-space process (the PSLD oracle or a psld_t net)."""
+  m = config.model
+  return m.name == 'psld_oracle' or (m.name in registry.FAMILIES and
+                                     (m.time_input or registry.FAMILIES[m.name][1]) == 'psld_t')
+
+
 def model(family, kwargs, sched):
   """The adapter of a model family built from its resolved kwargs."""
+  if family == 'psld_oracle':
+    mix = gmm_oracle.GaussianMixture.create(kwargs['means'], kwargs['stds'], kwargs['weights'])
+    return psld_oracle.oracle_model(mix, psld_lib.PhaseSpaceProcess(**kwargs['process']))
   if family == 'gmm_oracle':
     mix = gmm_oracle.GaussianMixture.create(kwargs['means'], kwargs['stds'], kwargs['weights'])
     return gmm_oracle.oracle_model(mix, process=kwargs['process'], eps_scale=kwargs['eps_scale'],
@@ -91,7 +109,8 @@ def model(family, kwargs, sched):
 
 def meta(config, mdl):
   return dict(family=config.model.name, kwargs=model_kwargs(config),
-              schedule=schedule_kwargs(config), spec=mdl.spec.to_json())
+              schedule=schedule_kwargs(config), spec=mdl.spec.to_json(),
+              **({'psld': psld_kwargs(config)} if is_psld(config) else {}))
 
 
 def loss_fn(config, mdl, sched):

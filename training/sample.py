@@ -14,6 +14,7 @@ from diffusion import timesteps
 from sampling import ddim
 from sampling import ddpm
 from sampling import edm
+from sampling import psld
 from sampling import sde2
 from training import images
 from training import inference
@@ -30,15 +31,19 @@ SAMPLERS = {
     'analytic_ddim': (ddim, 'analytic'),
     'edm_euler': (edm, 'euler'), 'edm_heun': (edm, 'heun'),
     'sed_fork': (sde2, 'sed_fork'), 'ito_taylor2': (sde2, 'ito_taylor2'),
+    'psld_em': (psld, 'psld_em'), 'psld_splitting': (psld, 'psld_splitting'),
+    'psld_ode': (psld, 'psld_ode'),
 }
+PSLD_METHODS = ('psld_em', 'psld_splitting', 'psld_ode')
 DEFAULT_STEPS = {'edm_euler': 18, 'edm_heun': 18,  # EDM's generate.py
-                 'sed_fork': 84, 'ito_taylor2': 18}  # the fork's published N; B.1.4's N
+                 'sed_fork': 84, 'ito_taylor2': 18,  # the fork's published N; B.1.4's N
+                 'psld_em': 50, 'psld_splitting': 50, 'psld_ode': 50}  # PSLD's README (ODE: unused)
 
 
 def var_type(config):
   """The reverse variance of a DDPM/DDIM method (None for EDM methods)."""
   module, option = SAMPLERS[config.sampling.method]
-  if module in (edm, sde2):
+  if module in (edm, sde2, psld):
     return None
   return option or config.diffusion.var_type
 
@@ -63,11 +68,16 @@ def sampler_fn(config, model, sched, ms_eps=None):
                 steps=steps(config, sched))
   chain = dict(trajectory=s.trajectory, ms_eps=ms_eps, clip_sigma_idx=s.clip_sigma_idx,
                clip_pixel=s.clip_pixel)
-  impl = getattr(module, option) if module is sde2 else module.sample
+  impl = getattr(module, option) if module in (sde2, psld) else module.sample
   if module is ddpm:
     options = dict(var_type=var_type(config), **chain)
   elif module is ddim:
     options = dict(eta=s.eta, ddim_mean=s.ddim_mean, var_type=option, **chain)
+  elif module is psld:
+    k = s.psld
+    options = dict(denoise=k.denoise, eval_eps=k.eval_eps)
+    options.update(dict(rtol=k.rtol, atol=k.atol) if option == 'psld_ode'
+                   else dict(stride_type=k.stride_type))
   elif module is sde2:
     k = s[option]
     ranges = dict(sigma_min=s.sigma_min or 0.002, sigma_max=s.sigma_max or 80.0, rho=k.rho)
@@ -87,9 +97,14 @@ def sampler_fn(config, model, sched, ms_eps=None):
   fn = functools.partial(impl, apply, **common, **options)
   nfe = []
 
+  factor = 2 if model.spec.num_classes and s.guidance else 1
+
   def run(params, keys, y=None):
     x, n = fn(params if y is None else {'net': params, 'y': y}, keys=keys)
-    nfe[:] = [n * (2 if model.spec.num_classes and s.guidance else 1)]
+    if isinstance(n, int):
+      nfe[:] = [n * factor]
+    else:  # psld_ode: adaptive per-sample NFE [B]; the batch mean goes to the host
+      jax.debug.callback(lambda v: nfe.append(float(v) * factor), jnp.mean(n.astype(jnp.float64)))
     return x
 
   return jax.jit(run), nfe
@@ -175,11 +190,12 @@ def sample(config, workdir, checkpoint_path=None):
     if classes:
       ys.append(np.asarray(multihost_utils.process_allgather(y, tiled=True)))
   x = np.concatenate(out)[:s.num_samples].astype(np.float32)
-  nfe = nfe[0]
+  jax.effects_barrier()
+  nfe = nfe[0] if isinstance(nfe[0], int) else round(float(np.mean(nfe)), 2)
   path = os.path.join(workdir, 'samples', f'{s.method}_{steps(config, sched)}_{s.seed}.npz')
   if jax.process_index() == 0:
     title = f'{model.spec.family} {s.method} steps={steps(config, sched)} NFE={nfe} (step {step})'
-    arrays = dict(nfe=np.int64(nfe))
+    arrays = dict(nfe=np.asarray(nfe))
     if len(model.spec.data_shape) == 3:
       arrays['arr_0'] = images.quantize(x)
       if model.spec.num_classes:

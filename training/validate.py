@@ -8,11 +8,13 @@ import os
 from data import datasets
 from diffusion import ddim
 from diffusion import ddpm
+from diffusion import psld as psld_lib
 from diffusion import schedules
 from diffusion import timesteps
 from models import adapter
 from models import registry
 from sampling import edm
+from sampling import psld as sampling_psld
 from sampling import sde2
 from training import build
 from training import evaluate
@@ -94,19 +96,28 @@ def check(config, mode, num_devices):
   if d.schedule == 'jsd' and config.model.prediction == 'eps':
     raise ConfigError("config.diffusion.schedule='jsd' has alphabar_N = 0, where an eps "
                       'prediction cannot give x0: use config.model.prediction=x0 or mean')
-  if config.model.name == 'gmm_oracle':
-    _one_of('model.oracle.process', config.model.oracle.process, ('vp', 've'))
+  _one_of('diffusion.psld.mode', d.psld.mode, psld_lib.MODES)
+  try:
+    psld_lib.PhaseSpaceProcess(**build.psld_kwargs(config))
+  except ValueError as e:
+    raise ConfigError(f'config.diffusion.psld: {e}') from None
+  if config.model.name in build.ORACLES:
     if not config.model.oracle.means and config.data.name not in ('gaussian8', 'gaussian25'):
       raise ConfigError(f'config.model.oracle.means is empty and config.data.name='
                         f'{config.data.name!r} is not a mixture: give the mixture or use '
                         'gaussian8, gaussian25')
+  if config.model.name == 'psld_oracle' and mode == 'eval':
+    raise ConfigError("config.model.name='psld_oracle': --mode=eval has no PSLD likelihood yet; "
+                      'use --mode=sample with psld_em, psld_splitting or psld_ode')
+  if config.model.name == 'gmm_oracle':
+    _one_of('model.oracle.process', config.model.oracle.process, ('vp', 've'))
     if config.model.oracle.process != 'vp':
       raise ConfigError("config.model.oracle.process='ve' cannot run the ddpm sampler or vlb, "
                         'which are variance preserving: use vp')
   if mode == 'train':
-    if config.model.name == 'gmm_oracle':
-      raise ConfigError("config.model.name='gmm_oracle' is exact and has nothing to train: "
-                        'use --mode=sample or --mode=eval, or one of: toy_mlp')
+    if config.model.name in build.ORACLES:
+      raise ConfigError(f'config.model.name={config.model.name!r} is exact and has nothing to '
+                        'train: use --mode=sample or --mode=eval, or one of: toy_mlp')
     _one_of('training.objective', config.training.objective, ('ddpm',))
     try:
       datasets.check(config)
@@ -155,7 +166,24 @@ def check(config, mode, num_devices):
       _positive('sampling.ito_taylor2.probes', s.ito_taylor2.probes)
       if s.ito_taylor2.g < 0:
         raise ConfigError('config.sampling.ito_taylor2.g must be >= 0 (0 = the fork\'s g)')
-    if sample.var_type(config) is None:  # EDM and the second-order SDE samplers
+    if (s.method in sample.PSLD_METHODS) != build.is_psld(config):
+      raise ConfigError(f'config.sampling.method={s.method!r} ' + (
+          'needs a PSLD model (model.name=psld_oracle or model.time_input=psld_t)'
+          if s.method in sample.PSLD_METHODS else
+          f'cannot run a PSLD model; use one of: {", ".join(sample.PSLD_METHODS)}'))
+    if s.method in sample.PSLD_METHODS:
+      k = s.psld
+      _one_of('sampling.psld.stride_type', k.stride_type, sampling_psld.STRIDE_TYPES)
+      if not 0 < k.eval_eps < 1:
+        raise ConfigError(f'config.sampling.psld.eval_eps={k.eval_eps!r} must lie in (0, 1)')
+      low = 2 if k.denoise else 1
+      if s.method != 'psld_ode' and (s.steps < 0 or 0 < s.steps < low):
+        raise ConfigError(f'config.sampling.steps={s.steps!r} must be >= {low} (0 = 50; '
+                          'with denoise the last step is the denoising step)')
+      if s.method == 'psld_ode':
+        _positive('sampling.psld.rtol', k.rtol)
+        _positive('sampling.psld.atol', k.atol)
+    elif sample.var_type(config) is None:  # EDM and the second-order SDE samplers
       _one_of('sampling.discretization', s.discretization, edm.DISCRETIZATIONS)
       _one_of('sampling.noise_schedule', s.noise_schedule, edm.NOISE_SCHEDULES)
       _one_of('sampling.scaling', s.scaling, edm.SCALINGS)
