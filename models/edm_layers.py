@@ -19,6 +19,7 @@ dense layers, GroupNorm statistics and the attention softmax run in float32.
               * skip_scale; then self-attention with q, k, v interleaved per channel and
               grouped by head exactly as the original's qkv reshape (no weight permutation)
   PositionalEmbedding  [cos(x w) | sin(x w)], w_i = (1/max_positions)^(i / (C/2 - endpoint))
+                       (models/embeddings.py, formula 'power')
   FourierEmbedding     [cos(2 pi x f) | sin(2 pi x f)], f ~ N(0, scale^2) a fixed buffer,
                        held in params as `freqs` behind stop_gradient (never trained)
 Initialisers follow EDM's `weight_init` (xavier/kaiming, uniform/normal, times init_weight,
@@ -31,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from models import embeddings
 
 
 def weight_init(mode, fan_in, fan_out, scale):
@@ -242,11 +245,8 @@ class PositionalEmbedding(nn.Module):
   endpoint: bool = False
 
   def __call__(self, x):
-    half = self.num_channels // 2
-    freqs = jnp.arange(half, dtype=jnp.float32) / (half - (1 if self.endpoint else 0))
-    freqs = jnp.power(jnp.float32(1 / self.max_positions), freqs)
-    x = jnp.asarray(x, jnp.float32)[:, None] * freqs[None, :]
-    return jnp.concatenate([jnp.cos(x), jnp.sin(x)], axis=1)
+    return embeddings.sinusoidal(x, self.num_channels, max_period=self.max_positions,
+                                 cos_first=True, endpoint=self.endpoint, formula='power')
 
 
 class FourierEmbedding(nn.Module):

@@ -2,8 +2,10 @@
 `libs.iddpm.UNetModel`) and EAD's SN-DPM / NPR-DPM head (`UNetModel4Pretrained`).
 
 Reference A.10.1 (CIFAR-10 LS/CS), A.10.2 (ImageNet 64x64, learned sigma), A.3.2 (heads):
-  emb   = Dense(SiLU(Dense(timestep_embedding(t, model_channels))))  [+ label_emb(y)]
+  emb   = Dense(SiLU(Dense(timestep_embedding(t, model_channels))))  [+ label_emb(y); y = -1,
+          the null label of classifier-free guidance (ours), adds nothing]
           timestep_embedding = [cos(t f_i) || sin(t f_i)], f_i = exp(-ln(1e4) i / half)
+          (models/embeddings.py, cos_first, no endpoint, formula 'product')
   input_blocks: conv3x3, then per level num_res_blocks x (ResBlock [+ Attention at the
           downsampling factors in attention_resolutions]) and a Downsample (stride-2 conv,
           symmetric padding 1) between levels; middle_block: Res, Attention, Res;
@@ -30,19 +32,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import embeddings
+
 _TORCH_INIT = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 _ZERO = nn.initializers.zeros
-
-
-def timestep_embedding(t, dim, max_period=10000):
-  """[cos(t f_i) || sin(t f_i)], f_i = exp(-ln(max_period) i / half), i < half (float32)."""
-  half = dim // 2
-  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
-  args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None]
-  emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
-  if dim % 2:
-    emb = jnp.concatenate([emb, jnp.zeros_like(emb[:, :1])], axis=-1)
-  return emb
 
 
 def group_norm(x, name, dtype):
@@ -233,13 +226,14 @@ class UNetModel(nn.Module):
       raise ValueError('must specify y if and only if the model is class-conditional '
                        f'(num_classes={self.num_classes})')
     emb_dim = self.model_channels * 4
-    emb = dense(emb_dim, 'time_embed_0', self.dtype)(
-        timestep_embedding(t, self.model_channels))
+    emb = dense(emb_dim, 'time_embed_0', self.dtype)(embeddings.sinusoidal(
+        t, self.model_channels, cos_first=True, endpoint=False, formula='product'))
     emb = dense(emb_dim, 'time_embed_2', self.dtype)(nn.silu(emb))
     if conditional:
       label = nn.Embed(self.num_classes, emb_dim, embedding_init=nn.initializers.normal(1.0),
                        param_dtype=jnp.float32, name='label_emb')
-      emb = emb + label(jnp.asarray(y, jnp.int32)).astype(self.dtype)
+      y = jnp.asarray(y, jnp.int32)  # -1: the null label of guidance, no label embedding
+      emb = emb + jnp.where((y >= 0)[:, None], label(jnp.maximum(y, 0)), 0.0).astype(self.dtype)
     plan = blocks(self)
     hs, h = [], x.astype(self.dtype)
     for i, layers in enumerate(plan['input_blocks']):

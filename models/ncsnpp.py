@@ -30,12 +30,12 @@ Parameters: `all_modules_<i>` is the original's `all_modules.<i>` (construction 
 """
 import dataclasses
 import itertools
-import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from models import embeddings
 from models import ncsnpp_layers as L
 
 # Config keys the network never reads (sigmas and SDE constants, EMA rate, names, and
@@ -43,19 +43,6 @@ from models import ncsnpp_layers as L
 INERT = frozenset({
     'name', 'sigma_min', 'sigma_max', 'num_scales', 'beta_min', 'beta_max', 'ema_rate',
     'normalization', 'attention_type', 'conv_size', 'resamp_with_conv', 'progressive_combine'})
-
-
-def timestep_embedding(t, dim, max_positions=10000):
-  """score_sde layers.get_timestep_embedding: [sin | cos] of t * exp(-i ln(max_pos) / (half - 1)).
-
-  The frequencies are formed as the original rounds them (arange * -(ln(max_pos) / (half-1))
-  in float32): arguments reach 999 here, so a different rounding moves the output by ~1e-4.
-  """
-  half = dim // 2
-  freqs = jnp.exp(jnp.arange(half, dtype=jnp.float32) * -(math.log(max_positions) / (half - 1)))
-  args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None, :]
-  emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
-  return jnp.pad(emb, ((0, 0), (0, dim % 2)))
 
 
 class NCSNpp(nn.Module):
@@ -128,7 +115,7 @@ class NCSNpp(nn.Module):
       temb = L.GaussianFourierProjection(nf, self.fourier_scale, name=nxt())(
           jnp.log(jnp.asarray(t, jnp.float32)))
     else:
-      temb = timestep_embedding(t, nf)
+      temb = embeddings.sinusoidal(t, nf)  # layers.get_timestep_embedding: the defaults
     temb = L.dense(nf * 4, dt, nxt())(temb)
     temb = L.dense(nf * 4, dt, nxt())(act(temb))
 

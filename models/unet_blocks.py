@@ -5,6 +5,7 @@ tqch/ddpm-torch's `UNet` compute the same network under different names; both fa
 (models/ddpm_unet.py, models/ddpm_torch_unet.py) build it with `trunk` from these blocks:
 
   temb  = Dense(swish(Dense(sinusoid(t, ch))))         [sin || cos], f_i = exp(-ln(1e4) i/(half-1))
+          (models/embeddings.py's defaults: get_timestep_embedding of both ports)
   h     = conv_in(x); per level i: num_res_blocks x ResnetBlock (+ AttnBlock if attn[i]),
           each output kept as a skip, then (not on the last level) Downsample, kept as well
   mid   = ResnetBlock, AttnBlock, ResnetBlock

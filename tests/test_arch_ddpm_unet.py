@@ -49,8 +49,8 @@ PUBLIC = {
     ('lsun_bedroom', 'sn'): (114_038_278, 464, 6),
     ('lsun_bedroom', 'npr'): (113_676_934, 454, 6),
     ('ddpm_cifar10', None): (35_746_307, 328, 3),
-    ('ddpm_torch_cifar10', None): (35_746_307, 304, 3),
-    ('ddpm_torch_celeba', None): (35_746_307, 304, 3),
+    ('ddpm_torch', 'cifar10'): (35_746_307, 304, 3),
+    ('ddpm_torch', 'celeba'): (35_746_307, 304, 3),
 }
 
 

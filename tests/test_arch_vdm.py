@@ -7,7 +7,6 @@ run once in float64 with every parameter replaced by a seeded numpy draw: the fi
 are that run's numbers.
 """
 import functools
-import importlib
 
 import flax
 import jax
@@ -15,16 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import vdm
 from models import vdm_unet
 
-# config -> (parameters, tensors); reference idode A.6 (the counts of the Flax model). Flax has
-# no buffers: every tensor is a trainable parameter of `score_model`; the fixed gamma schedule
-# has none.
+# configs/vdm.py variant -> (parameters, tensors); reference idode A.6 (the counts of the Flax
+# model). Flax has no buffers: every tensor is a trainable parameter of `score_model`; the fixed
+# gamma schedule has none.
 PUBLIC = {
-    'vdm_cifar10': (30_578_179, 689),
-    'vdm_cifar10_aug': (139_276_803, 1339),
-    'vdm_imagenet32': (122_137_603, 689),
-    'vdm_imagenet32_new': (122_137_603, 689),
+    'cifar10': (30_578_179, 689),
+    'cifar10_aug': (139_276_803, 1339),
+    'imagenet32': (122_137_603, 689),
+    'imagenet32_new': (122_137_603, 689),
 }
 SHAPE = (2, 32, 32, 3)
 
@@ -79,9 +79,9 @@ def tiny(name, dtype='float32'):
 
 
 @functools.lru_cache(maxsize=None)
-def public(config):
-  """(kwargs, param shapes, output shape) of a public config, by jax.eval_shape."""
-  kwargs = importlib.import_module(f'configs.{config}').get_config().model.kwargs.to_dict()
+def public(variant):
+  """(kwargs, param shapes, output shape) of a configs/vdm.py variant, by jax.eval_shape."""
+  kwargs = vdm.get_config(variant).model.kwargs.to_dict()
   net = vdm_unet.create(kwargs)
   x = jax.ShapeDtypeStruct(SHAPE, jnp.float32)
   t = jax.ShapeDtypeStruct(SHAPE[:1], jnp.float32)
@@ -119,11 +119,11 @@ def reference_tree(n, layers, attention, channels=3):
   return tree
 
 
-@pytest.mark.parametrize('config', sorted(PUBLIC))
-def test_public_config_counts_tree_and_shapes(config):
-  kwargs, params, out = public(config)
+@pytest.mark.parametrize('variant', sorted(PUBLIC))
+def test_public_config_counts_tree_and_shapes(variant):
+  kwargs, params, out = public(variant)
   leaves = jax.tree.leaves(params)
-  assert (sum(int(np.prod(l.shape)) for l in leaves), len(leaves)) == PUBLIC[config]
+  assert (sum(int(np.prod(l.shape)) for l in leaves), len(leaves)) == PUBLIC[variant]
   assert {l.dtype for l in leaves} == {jnp.dtype(jnp.float32)}
   shapes = jax.tree.map(lambda l: tuple(l.shape), params['params'])
   assert shapes == reference_tree(kwargs['sm_n_embd'], kwargs['sm_n_layer'],
@@ -133,7 +133,7 @@ def test_public_config_counts_tree_and_shapes(config):
 
 def test_cifar10_shapes_as_listed():
   """The CIFAR-10 shapes written out in reference A.6's parameter tree."""
-  p = public('vdm_cifar10')[1]['params']
+  p = public('cifar10')[1]['params']
   listed = {('dense0', 'kernel'): (129, 512), ('dense1', 'kernel'): (512, 512),
             ('conv_in', 'kernel'): (3, 3, 15, 128), ('down.block_0', 'conv1', 'kernel'): (3, 3, 128, 128),
             ('down.block_31', 'cond_proj', 'kernel'): (512, 128),
@@ -233,6 +233,6 @@ def test_create_kwargs():
                      gamma_min=-13.3, gamma_max=5.0, sm_n_timesteps=0, sm_n_embd=128,
                      sm_n_layer=32, sm_pdrop=0.1, schedule='VP', second_order=False,
                      velocity=True, importance=True, dequantization='tn', num_importance=1)
-  assert vdm_unet.create(idode_model) == vdm_unet.create(public('vdm_cifar10')[0])
+  assert vdm_unet.create(idode_model) == vdm_unet.create(public('cifar10')[0])
   with pytest.raises(ValueError, match='sm_n_heads'):
     vdm_unet.create(dict(sm_n_embd=128, sm_n_heads=4))

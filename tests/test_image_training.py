@@ -51,6 +51,7 @@ def tiny_config(family):
   return c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_tiny_family_one_and_eight_devices_agree(family):
   config = tiny_config(family)
