@@ -65,3 +65,20 @@ def test_tiny_family_one_and_eight_devices_agree(family):
   jax.tree.map(lambda u, v: np.testing.assert_allclose(v, u, rtol=1e-4, atol=1e-6), e1, e8)
   assert all(np.asarray(v).dtype == np.float32 for v in jax.tree.leaves(p8))
   assert np.all(np.isfinite(l1)) and l1[0] != l1[-1]
+
+
+@pytest.mark.slow
+def test_bfloat16_compute_trains_with_float32_params():
+  from configs import digits
+  from training import mesh as mesh_lib
+  from training import train
+  c = digits.get_config()
+  c.model.dtype = 'bfloat16'
+  c.training.batch_size = 16
+  mesh = mesh_lib.make_mesh(jax.devices()[:1])
+  run = train.setup(c, mesh)
+  state = run.state
+  for step in range(3):
+    state, metrics = run.update(state, mesh_lib.shard_batch(mesh, run.source.batch(step)), run.key)
+  assert np.isfinite(float(metrics['loss']))
+  assert {np.asarray(v).dtype for v in jax.tree.leaves(jax.device_get(state.params))} == {np.float32}
