@@ -81,4 +81,4 @@ def test_bfloat16_compute_trains_with_float32_params():
   for step in range(3):
     state, metrics = run.update(state, mesh_lib.shard_batch(mesh, run.source.batch(step)), run.key)
   assert np.isfinite(float(metrics['loss']))
-  assert {np.asarray(v).dtype for v in jax.tree.leaves(jax.device_get(state.params))} == {np.float32}
+  assert {str(np.asarray(v).dtype) for v in jax.tree.leaves(jax.device_get(state.params))} == {'float32'}
