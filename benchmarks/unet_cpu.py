@@ -1,9 +1,9 @@
 """DDPM CIFAR-10 UNet on CPU: dpmx (JAX) against PyTorch eager (diffusers), side by side.
 
-  python benchmarks/unet_cpu.py                  # default run (about 8 min on 2 CPU cores)
-  python benchmarks/unet_cpu.py --quick          # fewer rounds, DDIM timed over 10 steps (~4 min)
+  python benchmarks/unet_cpu.py                  # default run (about 3.5 min on 2 idle cores)
+  python benchmarks/unet_cpu.py --quick          # fewer rounds, DDIM timed over 10 steps (~2 min)
   python benchmarks/unet_cpu.py --xla-flags='--xla_cpu_enable_fast_math=true'  # JAX children
-  python benchmarks/unet_cpu.py --tries          # the JAX steps under each entry of TRIES
+  python benchmarks/unet_cpu.py --tries --quick  # the JAX steps under each entry of TRIES (~13 min)
 
 Every measurement runs in its own subprocess (this file with --child=...), as in
 benchmarks/toy.py, so each has its own peak RSS; the parent imports neither jax nor torch.
@@ -49,17 +49,25 @@ DIFFUSERS_UNET = dict(
     freq_shift=1, attention_head_dim=None, dropout=0.1, act_fn='silu')
 
 # --tries: (label, extra XLA flags, model.dtype) for the JAX training and sampling steps.
+# jaxlib 0.10.2's CPU default sends convolutions, dots and reductions to YNNPACK
+# (ynn_fusion_type = individual_convolution, individual_dot, reduce).
 TRIES = (
-    ('default (YNNPACK convolutions)', '', 'float32'),
+    ('default', '', 'float32'),
     ('bfloat16 compute', '', 'bfloat16'),
-    ('fast math', '--xla_cpu_enable_fast_math=true', 'float32'),
-    ('no YNNPACK (Eigen convolutions)', '--xla_cpu_experimental_ynn_fusion_type=', 'float32'),
+    ('YNNPACK fuses elementwise ops too', '--xla_cpu_experimental_ynn_fusion_type=+eltwise',
+     'float32'),
+    ('reductions not in YNNPACK', '--xla_cpu_experimental_ynn_fusion_type=-reduce', 'float32'),
+    ('no YNNPACK (Eigen convolutions and dots)', '--xla_cpu_experimental_ynn_fusion_type=',
+     'float32'),
     ('XNNPACK dot/eltwise/reduce fusions',
      '--xla_cpu_experimental_xnn_fusion_type=dot,eltwise,reduce', 'float32'),
-    ('oneDNN dot/eltwise/reduce fusions',
-     '--xla_cpu_experimental_onednn_fusion_type=dot,eltwise,reduce', 'float32'),
+    ('oneDNN convolutions and dots',
+     '--xla_cpu_use_onednn=true --xla_cpu_experimental_ynn_fusion_type=', 'float32'),
+    ('concurrency-optimized scheduler',
+     '--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED', 'float32'),
+    ('fast math', '--xla_cpu_enable_fast_math=true', 'float32'),
+    ('512-bit vectors in XLA loops', '--xla_cpu_prefer_vector_width=512', 'float32'),
     ('single-threaded Eigen', '--xla_cpu_multi_thread_eigen=false', 'float32'),
-    ('prefer 512-bit vectors', '--xla_cpu_prefer_vector_width=512', 'float32'),
 )
 
 
@@ -283,7 +291,7 @@ def child_jax_ddim(steps, repeats, dtype='float32'):
   params = jax.jit(model.init)(rng.stream(config.seed, 'init'))
   fn, nfe = sample_lib.sampler_fn(config, model, sched)
   keys = rng.per_example_keys(jax.random.key(config.sampling.seed), 0, BATCH)
-  compiled, compile_s, flops = _compile(fn, params, keys)
+  compiled, compile_s, _ = _compile(fn, params, keys)  # (XLA counts a scan body once)
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -292,7 +300,7 @@ def child_jax_ddim(steps, repeats, dtype='float32'):
   x = np.asarray(x)
   if x.shape != (BATCH, 32, 32, 3) or not np.all(np.isfinite(x)):
     raise SystemExit(f'bad samples: shape {x.shape}')
-  return dict(steps=int(nfe[0]), compile_s=compile_s, flops=flops, times=times,
+  return dict(steps=int(nfe[0]), compile_s=compile_s, times=times,
               base_rss_mib=base_rss, peak_rss_mib=toy._peak_rss_mib())
 
 
@@ -392,21 +400,22 @@ def _fw(r):
 
 
 def step_rows(results, ceiling, what):
-  """Training (rates, steps/s) or sampling-step (times, s) results -> a table."""
+  """Training (rates, steps/s) or sampling-step (times, s) results -> a table. FLOPs are each
+  framework's own count: XLA's cost analysis of the compiled JAX program, PyTorch's
+  FlopCounterMode of its eager step."""
   torch_r = next(r for r in results if r['kind'].startswith('torch'))
-  flops = next(r['flops'] for r in results if 'flops' in r)  # the XLA count, both frameworks
   sec = lambda r: (1.0 / statistics.median(r['rates']) if 'rates' in r
                    else statistics.median(r['times']))
   spread = lambda r: ([1.0 / x for x in r['rates']] if 'rates' in r else r['times'])
-  header = [what, 'params', 'compile / first call s', 's/step', 'range s', 'images/s',
-            'vs PyTorch', 'GFLOP/step (XLA)', 'GFLOP/s', 'of matmul ceiling',
-            'import RSS MiB', 'peak RSS MiB', 'other load']
+  header = [what, 'params / tensors', 'compile / first call s', 's/step', 'range s', 'images/s',
+            'vs PyTorch', 'GFLOP/step', 'GFLOP/s', 'of matmul ceiling', 'import RSS MiB',
+            'peak RSS MiB', 'other load']
   rows = []
   for r in results:
     s = sec(r)
+    flops = r['flops'] if 'flops' in r else r['torch_flops']
     first = r.get('compile_s', r.get('first_call_s'))
-    label = _fw(r) + (f' {r["xla_flags"]}' if r.get('xla_flags') else '')
-    rows.append([label, f'{r["num_params"]:,} / {r["num_tensors"]}', f'{first:.1f}', f'{s:.3f}',
+    rows.append([_fw(r), f'{r["num_params"]:,} / {r["num_tensors"]}', f'{first:.1f}', f'{s:.3f}',
                  f'{min(spread(r)):.3f}-{max(spread(r)):.3f}', f'{BATCH / s:.2f}',
                  f'{sec(torch_r) / s:.2f}x', f'{flops / 1e9:.1f}', f'{flops / s / 1e9:.0f}',
                  f'{flops / s / ceiling:.0%}', f'{r["base_rss_mib"]:.0f}',
@@ -432,7 +441,8 @@ def ddim_rows(results, steps):
 
 def matmul_rows(results):
   header = [f'matmul {MATMUL_N}^2 float32', 'ms', 'GFLOP/s', 'peak RSS MiB', 'other load']
-  rows = [[_fw(dict(r, kind=r['framework'])), f'{1e3 * statistics.median(r["times"]):.0f}',
+  name = {'jax': 'JAX (jnp.matmul)', 'torch': 'PyTorch (torch.mm)'}
+  rows = [[name[r['framework']], f'{1e3 * statistics.median(r["times"]):.0f}',
            f'{r["flops"] / statistics.median(r["times"]) / 1e9:.0f}', f'{r["peak_rss_mib"]:.0f}',
            toy._load(r)] for r in results]
   return header, rows
@@ -542,9 +552,8 @@ def main(argv=None):
           f'calls; DDIM: median of {ddim_opts["repeats"]} chains of {ddim_steps} steps, '
           f'per step x {DDIM_STEPS}; matmul ceiling {ceiling / 1e9:.0f} GFLOP/s\n')
     _print_tables(tables)
-    print(f'PyTorch FLOP counter (torch.utils.flop_counter): '
-          f'{torch_train["torch_flops"] / 1e9:.1f} GFLOP/train step, '
-          f'{torch_fwd["torch_flops"] / 1e9:.1f} GFLOP/net eval')
+    print('GFLOP/step: JAX = XLA cost analysis of the compiled step; PyTorch = '
+          'torch.utils.flop_counter (matmuls, convolutions, attention) of the eager step')
     raw.update(matmul=matmuls, train=[jax_train, torch_train], forward=[jax_fwd, torch_fwd],
                ddim=ddims)
   print('compile / first call s: JAX lower + XLA compile (no execution); PyTorch: the first '
