@@ -78,6 +78,8 @@ def get_base_config():
   s.clip_sigma_idx = 0  # clip sigma of steps s <= tau[clip_sigma_idx] (0 = off; EAD uses 1)
   s.clip_pixel = 2  # ... to the variance of `clip_pixel` grey levels of expected perturbation
   s.ms_eps_samples = 10_000  # analytic: training examples behind Gamma_n (cached in DIR/ms_eps)
+  s.ms_eps_path = ''  # analytic: import Gamma_n (EAD's torch.save'd arrays, .npy, .npz) instead
+  s.avg_cov = False  # sn / npr: average the covariance estimate over each sample's elements (EAD)
   s.sigma_min = 0.0  # edm: noise range; 0 = the discretization's default (0.002 / 80 for edm)
   s.sigma_max = 0.0
   s.rho = 7.0  # edm: exponent of the time-step grid
@@ -105,6 +107,8 @@ def get_base_config():
   k.eval_eps = 1e-3
   k.rtol = 1e-5  # psld_ode (PSLD: 1e-4 CIFAR-10 sota, 1e-5 CelebA-64 / ablations)
   k.atol = 1e-5
+  k.clf_temp = 0.0  # classifier guidance weight (PSLD scripts: 5 CIFAR-10, 10 AFHQv2); 0 = off
+  k.clf_time = 't'  # the classifier's time input: t (forward) | tau (reverse, PSLD's code quirk)
   s.num_samples = 10_000
   s.batch_size = 10_000
   s.seed = 0  # sample i uses fold_in(key(seed), i)

@@ -9,7 +9,8 @@ With eps_hat ~ E[eps | x_t], Cov[x0 | x_t] = ((1 - alphabar_t)/alphabar_t) Cov[e
   npr       C = ((1 - alphabar_t)/alphabar_t) eps_res, elementwise (model's eps_res head);
 
 clamped to [0, (range/2)^2] for bounded data (EAD's [0, 1] for data in [-1, 1]), and at 0
-below only when the model has no data_range. The optimal DDPM-form variance of a jump t -> s
+below only when the model has no data_range. With avg_cov (EAD's --avg_cov) an elementwise
+estimate is first averaged over each example's elements (a scalar per example). The optimal DDPM-form variance of a jump t -> s
 is then beta~(s, t) + c0(s, t)^2 C with c0 = beta_{t|s} sqrt(alphabar_s)/(1 - alphabar_t)
 the posterior's x0 coefficient (A.4.2 table: alphabar_s beta_{t|s}^2 / beta_bar_t^2); the
 DDIM form is in `diffusion.ddim`.
@@ -46,8 +47,9 @@ def cov_x0_analytic(schedule, t, ms_eps):
   return _cov_eps_to_x0(schedule, t) * (1.0 - jnp.asarray(ms_eps)[t])
 
 
-def cov_x0(schedule, t, cov_type, out=None, ms_eps=None, data_range=None):
-  """Clamped Cov[x0 | x_t] estimate: scalar per example (analytic) or elementwise (sn, npr)."""
+def cov_x0(schedule, t, cov_type, out=None, ms_eps=None, data_range=None, avg_cov=False):
+  """Clamped Cov[x0 | x_t] estimate: scalar per example (analytic) or elementwise (sn, npr;
+  with avg_cov their mean over each example's elements, [B, 1, ...])."""
   if cov_type == 'analytic':
     c = cov_x0_analytic(schedule, t, ms_eps)
   elif cov_type in ('sn', 'npr'):
@@ -56,6 +58,8 @@ def cov_x0(schedule, t, cov_type, out=None, ms_eps=None, data_range=None):
       raise ValueError(f'{cov_type} covariance needs the model outputs {", ".join(missing)}')
     h = out['eps2'] - out['eps']**2 if cov_type == 'sn' else out['eps_res']
     c = _b(_cov_eps_to_x0(schedule, t), h) * h
+    if avg_cov:
+      c = jnp.mean(c, axis=tuple(range(1, c.ndim)), keepdims=True)
   else:
     raise ValueError(f'unknown covariance type {cov_type!r}; allowed: {", ".join(COV_TYPES)}')
   return clamp_cov(c, data_range)

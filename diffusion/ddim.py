@@ -52,20 +52,21 @@ def gamma2(schedule, s, t, eta):
   return (alpha_s - c_eps * alpha_t / sigma_t)**2
 
 
-def reverse_var(schedule, s, t, eta, var_type, out=None, ms_eps=None, data_range=None):
+def reverse_var(schedule, s, t, eta, var_type, out=None, ms_eps=None, data_range=None,
+                avg_cov=False):
   """sigma^2 of the DDIM-form p(x_s | x_t): float64 [B] or scalar ('small', 'analytic'),
-  elementwise for 'sn' / 'npr'."""
+  elementwise for 'sn' / 'npr' (per example with avg_cov)."""
   lam2 = lambda2(schedule, s, t, eta)
   if var_type == 'small':
     return lam2
   if var_type in analytic.COV_TYPES:
-    c = analytic.cov_x0(schedule, t, var_type, out, ms_eps, data_range)
+    c = analytic.cov_x0(schedule, t, var_type, out, ms_eps, data_range, avg_cov)
     return ddpm._b(lam2, c) + ddpm._b(gamma2(schedule, s, t, eta), c) * c
   raise ValueError(f'unknown DDIM var_type {var_type!r}; allowed: {", ".join(VAR_TYPES)}')
 
 
 def p_mean_var(schedule, s, t, x_t, out, prediction, *, eta, var_type='small',
-               ddim_mean='raw_eps', ms_eps=None, data_range=None):
+               ddim_mean='raw_eps', ms_eps=None, data_range=None, avg_cov=False):
   """Mean, variance (broadcast to x_t, in its dtype) and clipped x0_hat of the DDIM step."""
   if ddim_mean not in DDIM_MEANS:
     raise ValueError(f'unknown ddim_mean {ddim_mean!r}; allowed: {", ".join(DDIM_MEANS)}')
@@ -77,5 +78,5 @@ def p_mean_var(schedule, s, t, x_t, out, prediction, *, eta, var_type='small',
     eps = predictions.from_x0('eps', x0, x_t, cast(alpha_t), cast(sigma_t))
   alpha_s, c_eps, _ = coefficients(schedule, s, t, eta)
   mean = cast(alpha_s) * x0 + cast(c_eps) * eps
-  var = reverse_var(schedule, s, t, eta, var_type, out, ms_eps, data_range)
+  var = reverse_var(schedule, s, t, eta, var_type, out, ms_eps, data_range, avg_cov)
   return mean, jnp.broadcast_to(cast(var), x_t.shape), x0

@@ -40,11 +40,13 @@ def _b(c, x):
   return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
 
 
-def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None, ms_eps=None):
+def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None, ms_eps=None,
+                   avg_cov=False):
   """log sigma^2 of p(x_s | x_t) for the variance type (module docstring).
 
   Fixed types and analytic give float64 [B] (or scalar); learned, sn and npr read
-  the model's output dict `out` and give per-element values; analytic needs ms_eps.
+  the model's output dict `out` and give per-element values (sn / npr with avg_cov: one per
+  example, [B, 1, ...]); analytic needs ms_eps.
   """
   _, b_ts = schedule.transition(s, t)
   _, _, post_var = schedule.posterior(s, t)
@@ -61,7 +63,7 @@ def reverse_logvar(schedule, s, t, var_type, out=None, data_range=None, ms_eps=N
     return frac * _b(log_large, v) + (1.0 - frac) * _b(log_small, v)
   if var_type in analytic.COV_TYPES:
     c0, _, _ = schedule.posterior(s, t)
-    cov = analytic.cov_x0(schedule, t, var_type, out, ms_eps, data_range)
+    cov = analytic.cov_x0(schedule, t, var_type, out, ms_eps, data_range, avg_cov)
     var = _b(post_var, cov) + _b(c0**2, cov) * cov
     return jnp.where(_b(s == 0, cov), _b(log_small, cov), jnp.log(var))
   raise ValueError(f'unknown var_type {var_type!r}; allowed: {", ".join(VAR_TYPES)}')
@@ -79,13 +81,14 @@ def x0_eps_hat(schedule, t, x_t, out, prediction):
                                posterior=(cast(c0), cast(ct)))
 
 
-def p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type, data_range=None, ms_eps=None):
+def p_mean_logvar(schedule, s, t, x_t, out, prediction, var_type, data_range=None, ms_eps=None,
+                  avg_cov=False):
   """Mean, log-variance and x0_hat of p(x_s | x_t); x0_hat clipped to data_range."""
   x0, _ = x0_eps_hat(schedule, t, x_t, out, prediction)
   x0 = predictions.clip_x0(x0, data_range)
   c0, ct, _ = schedule.posterior(s, t)
   mean = _b(c0, x_t).astype(x_t.dtype) * x0 + _b(ct, x_t).astype(x_t.dtype) * x_t
-  logvar = reverse_logvar(schedule, s, t, var_type, out, data_range, ms_eps)
+  logvar = reverse_logvar(schedule, s, t, var_type, out, data_range, ms_eps, avg_cov)
   return mean, _b(logvar, x_t).astype(x_t.dtype), x0
 
 

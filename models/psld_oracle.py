@@ -17,6 +17,8 @@ and the responsibilities r_k(z) (log-sum-exp: small within-mode stds underflow o
   eps        = E[eps | z_t] = -L^T score, L the Cholesky factor of the training kernel
                (z_t = mean(x0[, m0]) + L eps, so Tweedie gives grad log p = -L^-T E[eps | z]);
                HSM by default (process.mode), DSM's target with mode='dsm'.
+  logits     = log w_k + log N_k(z): log softmax gives log p_t(y = k | z), the exact
+               time-conditioned classifier of the component label (for classifier guidance).
 
 A PSLD sampler converts eps back with the HSM factor (B.7.1), so the HSM oracle gives it
 the exact score and the DSM oracle reproduces what a DSM-trained network would get.
@@ -28,14 +30,14 @@ import numpy as np
 from diffusion import psld
 from models.adapter import Model, ModelSpec
 
-OUTPUTS = ('eps', 'score', 'log_prob')
+OUTPUTS = ('eps', 'score', 'log_prob', 'logits')
 
 
 def outputs(mix, process, z, t, mode=None):
   """Exact outputs for z [B, 2D] (x = z[:, :D], m = z[:, D:]), forward time t scalar or [B].
 
-  Returns eps, score [B, 2D] and log_prob [B] in the dtype of z (the kernel's coefficients
-  in float64). `mix` is a models.gmm_oracle.GaussianMixture; mode (default process.mode)
+  Returns eps, score [B, 2D], log_prob [B] and logits [B, K] in the dtype of z (the
+  kernel's coefficients in float64). `mix` is a models.gmm_oracle.GaussianMixture; mode (default process.mode)
   picks eps's kernel.
   """
   z = jnp.asarray(z)
@@ -56,7 +58,7 @@ def outputs(mix, process, z, t, mode=None):
   score = psld.join(-jnp.sum(r * (cmm * dx - cxm * dm) / det, 1),
                     -jnp.sum(r * (cxx * dm - cxm * dx) / det, 1))
   return {'eps': process.eps_from_score(score, t, mode).astype(dt), 'score': score.astype(dt),
-          'log_prob': log_prob}
+          'log_prob': log_prob, 'logits': log_wn}
 
 
 def sample(mix, process, rng, n, t):

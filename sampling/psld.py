@@ -30,6 +30,7 @@ from diffusion import psld
 from sampling.noise import normal
 
 STRIDE_TYPES = ('uniform', 'quadratic')
+CLF_TIMES = ('t', 'tau')
 
 
 def time_grid(steps, stride_type='uniform', denoise=True, eval_eps=1e-3, T=1.0):
@@ -52,9 +53,17 @@ def time_grid(steps, stride_type='uniform', denoise=True, eval_eps=1e-3, T=1.0):
   return tf * (1 - ((n - i) / n)**2)
 
 
-def _score_fn(apply, params, spec, process, shape):
+def _score_fn(apply, params, spec, process, shape, classifier=None, clf_temp=1.0, clf_time='t'):
   """score(z, t, y) = get_score(eps_theta(z, t, y), t) at forward time t (a scalar), after
-  checking the process, the model's time input and prediction, and the shape."""
+  checking the process, the model's time input and prediction, and the shape.
+
+  With a classifier (PSLD's `cc_em_sde`, B.3), the score of the tilted law
+  p_t(z) p_t(y | z)^clf_temp:
+    score + clf_temp grad_z log softmax(classifier(z, t_c))[y]   (all 2C channels),
+  so every reverse drift gains G^2 clf_temp grad log p(y | z) (probability flow: half of
+  it); clf_temp = 1 with an exact classifier is the class-conditional score. t_c is the
+  forward time t ('t'), or the reverse time T - t that PSLD's code feeds its classifier
+  ('tau', quirk B.7.2, for reproducing it)."""
   if not isinstance(process, psld.PhaseSpaceProcess):
     raise ValueError(f'PSLD samplers take the PhaseSpaceProcess as `schedule`; got '
                      f'{type(process).__name__}')
@@ -64,11 +73,22 @@ def _score_fn(apply, params, spec, process, shape):
                      f'{spec.time_input!r}, {spec.prediction!r}')
   if shape[-1] % 2:
     raise ValueError(f'shape {shape} is not a phase-space z = [x, m] (odd last axis)')
+  if clf_time not in CLF_TIMES:
+    raise ValueError(f'unknown clf_time {clf_time!r}; allowed: {", ".join(CLF_TIMES)}')
+
+  def log_p_y(z, t, y):
+    logits = classifier(z, jnp.full(z.shape[:1], t if clf_time == 't' else process.T - t))
+    return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits.astype(z.dtype)), y[:, None], 1))
 
   def score(z, t, y):
     tb = jnp.full(z.shape[:1], t, jnp.float64)
     eps = apply(params, z, tb, y)['eps'].astype(z.dtype)
-    return process.get_score(eps, tb, m_only=eps.shape[-1] * 2 == z.shape[-1])
+    s = process.get_score(eps, tb, m_only=eps.shape[-1] * 2 == z.shape[-1])
+    if classifier is None:
+      return s
+    if y is None:
+      raise ValueError('classifier guidance needs the labels y')
+    return s + clf_temp * jax.grad(log_p_y)(z, t, y)  # samples are independent: grad of the sum
 
   return score
 
@@ -88,16 +108,20 @@ def _denoise(process, score, z, eval_eps, y, probability_flow=False):
 
 
 def psld_em(apply, params, spec, schedule, keys, shape, *, steps, stride_type='uniform',
-            denoise=True, eval_eps=1e-3, dtype=jnp.float64, y=None):
+            denoise=True, eval_eps=1e-3, dtype=jnp.float64, y=None, classifier=None,
+            clf_temp=1.0, clf_time='t'):
   """PSLD `em_sde`: Euler-Maruyama on the reverse SDE, then the denoising step (B.3).
 
   Per grid step, Delta = tau_{i+1} - tau_i:
     z <- z + fbar(z, tau_i) Delta + G(t_i) sqrt(Delta) xi_i,  xi_i ~ N(0, I) (fold_in j = i + 1)
   then, if denoise, z <- z + fbar(z, T - eval_eps) eval_eps (the mean, no noise).
   NFE = steps. Options: stride_type (uniform | quadratic), denoise, eval_eps (1e-3);
-  y labels passed to the model (None: unconditional)."""
+  y labels passed to the model (None: unconditional) and to the classifier;
+  classifier(z, t [B]) -> logits [B, K], clf_temp, clf_time: classifier guidance
+  (`_score_fn`; PSLD's cc_em_sde, its denoising step guided too). A classifier pass is
+  not counted in the NFE."""
   process = schedule
-  score = _score_fn(apply, params, spec, process, shape)
+  score = _score_fn(apply, params, spec, process, shape, classifier, clf_temp, clf_time)
   tau = time_grid(steps, stride_type, denoise, eval_eps, process.T)
   n = len(tau) - 1
 
@@ -119,7 +143,8 @@ def psld_em(apply, params, spec, schedule, keys, shape, *, steps, stride_type='u
 
 
 def psld_splitting(apply, params, spec, schedule, keys, shape, *, steps, stride_type='uniform',
-                   denoise=True, eval_eps=1e-3, dtype=jnp.float64, y=None):
+                   denoise=True, eval_eps=1e-3, dtype=jnp.float64, y=None, classifier=None,
+                   clf_temp=1.0, clf_time='t'):
   """PSLD `sscs_sde`: symmetric splitting of the reverse SDE (adapted from CLD), B.3.
 
   fbar = [-f + G^2 grad log p_inf] + [G^2 (s_theta - grad log p_inf)], grad log p_inf =
@@ -133,9 +158,9 @@ def psld_splitting(apply, params, spec, schedule, keys, shape, *, steps, stride_
        computes it from the start-of-step tau: exact only for constant beta (every
        released config has beta_min = beta_max = 8).
   Then, if denoise, the EM mean step of size eval_eps. NFE = steps (one call per step).
-  Options as psld_em."""
+  Options as psld_em (a classifier guides the score part, step 2)."""
   process = schedule
-  score = _score_fn(apply, params, spec, process, shape)
+  score = _score_fn(apply, params, spec, process, shape, classifier, clf_temp, clf_time)
   tau = time_grid(steps, stride_type, denoise, eval_eps, process.T)
   n = len(tau) - 1
 
@@ -167,7 +192,8 @@ def psld_splitting(apply, params, spec, schedule, keys, shape, *, steps, stride_
 
 
 def psld_ode(apply, params, spec, schedule, keys, shape, *, steps=None, rtol=1e-5, atol=1e-5,
-             denoise=True, eval_eps=1e-3, max_steps=4096, dtype=jnp.float64, y=None):
+             denoise=True, eval_eps=1e-3, max_steps=4096, dtype=jnp.float64, y=None,
+             classifier=None, clf_temp=1.0, clf_time='t'):
   """PSLD `bb_ode`: the probability-flow ODE from tau = 0 to T - eval_eps with an adaptive
   Runge-Kutta 4(5) solver, then (if denoise) one Euler step of size eval_eps with the
   probability-flow drift (B.3).
@@ -180,10 +206,11 @@ def psld_ode(apply, params, spec, schedule, keys, shape, *, steps=None, rtol=1e-
   int32 array [B]: each sample's function evaluations from the solver's stats,
   6 per attempted (accepted or rejected) step + 1 (Dopri5 is first-same-as-last; the
   count equals the drift calls diffrax makes, dt0 from its initial step selection), + 1
-  for the denoising step. max_steps bounds the attempted steps per sample."""
+  for the denoising step. max_steps bounds the attempted steps per sample. y and the
+  classifier options as psld_em (the probability flow takes half the guidance term)."""
   del steps
   process = schedule
-  score = _score_fn(apply, params, spec, process, shape)
+  score = _score_fn(apply, params, spec, process, shape, classifier, clf_temp, clf_time)
   tf = process.T - eval_eps
   if not 0 < eval_eps < process.T:
     raise ValueError(f'eval_eps={eval_eps} must lie in (0, {process.T})')

@@ -141,6 +141,51 @@ def test_ddim_eta1_is_the_ddpm_step():
                              lam2, rtol=1e-12)  # negative C clamps at 0
 
 
+def test_avg_cov_is_the_per_example_mean_before_the_clamp():
+  """EAD's --avg_cov (A.4.2): an elementwise C (SN / NPR) is averaged over each example's
+  elements, then clamped to [0, (range/2)^2], in both the DDPM and the DDIM forms."""
+  s, t, x_t, _ = _step_inputs(3)
+  mix = gmm_oracle.GaussianMixture.create(np.array([[0.3, -0.2, 0.1], [-0.5, 0.4, 0.0]]),
+                                          [[0.05, 0.6, 0.3], [0.4, 0.02, 0.8]])
+  a, sg = TOY.alpha_sigma(t)
+  out = gmm_oracle.outputs(mix, x_t, a, sg, eps_scale=0.9)
+  dr = (-1.0, 1.0)
+  ratio = np.asarray(TOY.sigma2[np.asarray(t)] / TOY.alphabar[np.asarray(t)])[:, None]
+  raw = {'sn': ratio * (out['eps2'] - out['eps']**2), 'npr': ratio * out['eps_res']}
+  for vt, c in raw.items():
+    want = np.clip(c.mean(1, keepdims=True), 0, 1)
+    got = analytic.cov_x0(TOY, t, vt, out, data_range=dr, avg_cov=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got.shape == (5, 1)
+    g2 = np.asarray(ddim.gamma2(TOY, s, t, 0.4))[:, None]
+    np.testing.assert_allclose(ddim.reverse_var(TOY, s, t, 0.4, vt, out, data_range=dr, avg_cov=True),
+                               ddim.lambda2(TOY, s, t, 0.4)[:, None] + g2 * want, rtol=1e-12)
+    logvar = ddpm.reverse_logvar(TOY, s, t, vt, out, dr, avg_cov=True)
+    c0 = np.asarray(TOY.posterior(s, t)[0])[:, None]
+    np.testing.assert_allclose(np.exp(logvar)[1:], (TOY.posterior(s, t)[2][:, None] + c0**2 * want)[1:],
+                               rtol=1e-12)
+  # The order matters: some example has elements on both sides of the clamp.
+  c = raw['sn']
+  assert np.any((c.max(1) > 1) & (c.min(1) < 1)), c
+  assert not np.allclose(np.clip(c, 0, 1).mean(1), np.clip(c.mean(1), 0, 1))
+
+
+def test_avg_cov_changes_nothing_for_isotropic_gaussian_data():
+  """Isotropic Gaussian data: Var[x0 | x_t] is the same in every element, so the averaged
+  and the elementwise covariances sample alike; an anisotropic mixture differs."""
+  keys = _keys(5, 256)
+  for stds, same in (([[0.3, 0.3, 0.3]], True), ([[0.05, 0.3, 0.8]], False)):
+    mix = gmm_oracle.GaussianMixture.create(np.array([[0.2, -0.1, 0.0]]), stds)
+    model = gmm_oracle.oracle_model(mix, N=TOY.N)
+    run = lambda avg, sampler, kw: jax.jit(lambda k: sampler.sample(
+        model.apply, {}, model.spec, TOY, k, (3,), steps=10, avg_cov=avg, dtype=jnp.float64,
+        **kw)[0])(keys)
+    for sampler, kw in ((ddpm_sampler, dict(var_type='npr')),
+                        (ddim_sampler, dict(var_type='sn', eta=0.5))):
+      a, b = np.asarray(run(False, sampler, kw)), np.asarray(run(True, sampler, kw))
+      assert np.allclose(a, b, rtol=1e-10, atol=1e-12) == same, (stds, np.abs(a - b).max())
+
+
 # ----------------------------------------------------------------------------------------
 # The sampler: keys, clip_sigma_idx / clip_pixel, duplicates, NFE, errors.
 

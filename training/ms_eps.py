@@ -4,6 +4,10 @@ Saved as DIR/ms_eps/<ckpt_step>-<schedule>_<N>-<time_input>-n<M>-s<seed>.npz (ke
 `ms_eps`, float64 [N + 1], index 0 unused) and reused only when every field of the
 name matches. M training examples (config.sampling.ms_eps_samples), one noise draw
 each per step (reference A.5); the noise comes from the config seed's 'ms_eps' stream.
+
+config.sampling.ms_eps_path imports a file instead (Extended Analytic-DPM's released
+`torch.save`d numpy arrays, read through a numpy-only allow-list, never a plain unpickle;
+or .npy / .npz): it must hold N + 1 finite values >= 0 for the model's schedule.
 """
 import os
 import time
@@ -12,6 +16,8 @@ import numpy as np
 
 from data import datasets
 from diffusion import analytic
+from models.convert import checkpoint_io
+from training import inference
 from training import io
 from training import rng
 
@@ -23,8 +29,23 @@ def path(config, workdir, model, step):
   return os.path.join(workdir, 'ms_eps', name)
 
 
+def load_file(file, num_steps):
+  """Gamma_n from a file (module docstring) as float64 [N + 1]."""
+  arr = checkpoint_io.load_array(file, key='ms_eps')
+  if arr.shape != (num_steps + 1,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+    raise inference.InferenceError(
+        f'config.sampling.ms_eps_path={file!r} holds {arr.dtype} {list(arr.shape)}: Gamma_n '
+        f'for this schedule is {num_steps + 1} finite values >= 0 (index 0 unused)')
+  return arr.astype(np.float64)
+
+
 def load_or_estimate(config, workdir, model, params, sched, step):
-  """ms_eps for (checkpoint step, schedule, time input, M, seed): cached or estimated."""
+  """ms_eps: imported from config.sampling.ms_eps_path, or for (checkpoint step, schedule,
+  time input, M, seed) cached or estimated."""
+  if config.sampling.ms_eps_path:
+    ms_eps = load_file(config.sampling.ms_eps_path, sched.N)
+    print(f'ms_eps: imported {config.sampling.ms_eps_path} ({sched.N + 1} values)', flush=True)
+    return ms_eps
   file = path(config, workdir, model, step)
   if os.path.exists(file):
     print(f'ms_eps: reusing {file}', flush=True)

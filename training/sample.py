@@ -66,8 +66,8 @@ def sampler_fn(config, model, sched, ms_eps=None):
   module, option = SAMPLERS[s.method]
   common = dict(spec=model.spec, schedule=sched, shape=model.spec.data_shape,
                 steps=steps(config, sched))
-  chain = dict(trajectory=s.trajectory, ms_eps=ms_eps, clip_sigma_idx=s.clip_sigma_idx,
-               clip_pixel=s.clip_pixel)
+  chain = dict(trajectory=s.trajectory, ms_eps=ms_eps, avg_cov=s.avg_cov,
+               clip_sigma_idx=s.clip_sigma_idx, clip_pixel=s.clip_pixel)
   impl = getattr(module, option) if module in (sde2, psld) else module.sample
   if module is ddpm:
     options = dict(var_type=var_type(config), **chain)
@@ -78,6 +78,8 @@ def sampler_fn(config, model, sched, ms_eps=None):
     options = dict(denoise=k.denoise, eval_eps=k.eval_eps)
     options.update(dict(rtol=k.rtol, atol=k.atol) if option == 'psld_ode'
                    else dict(stride_type=k.stride_type))
+    if k.clf_temp:
+      options.update(clf_temp=k.clf_temp, clf_time=k.clf_time)
   elif module is sde2:
     k = s[option]
     ranges = dict(sigma_min=s.sigma_min or 0.002, sigma_max=s.sigma_max or 80.0, rho=k.rho)
@@ -100,7 +102,11 @@ def sampler_fn(config, model, sched, ms_eps=None):
   factor = 2 if model.spec.num_classes and s.guidance else 1
 
   def run(params, keys, y=None):
-    x, n = fn(params if y is None else {'net': params, 'y': y}, keys=keys)
+    if module is psld and s.psld.clf_temp:  # y are the classifier's labels (the model's logits)
+      x, n = fn(params, keys=keys, y=y,
+                classifier=lambda z, t: model.apply(params, z, t)['logits'])
+    else:
+      x, n = fn(params if y is None else {'net': params, 'y': y}, keys=keys)
     if isinstance(n, int):
       nfe[:] = [n * factor]
     else:  # psld_ode: adaptive per-sample NFE [B]; the batch mean goes to the host
@@ -129,6 +135,21 @@ def guided(apply, prediction, w):
     return out
 
   return fn
+
+
+def classifier_classes(config, model, params):
+  """The number of classes K behind PSLD classifier guidance (0 = none): the model's `logits`
+  output is the time-conditioned classifier (the PSLD oracle's exact p_t(y | z))."""
+  s = config.sampling
+  if s.method not in PSLD_METHODS or not s.psld.clf_temp:
+    return 0
+  if 'logits' not in model.spec.outputs:
+    raise inference.InferenceError(
+        f'config.sampling.psld.clf_temp={s.psld.clf_temp!r} needs a time-conditioned '
+        f'classifier (a logits output), which {model.spec.family} does not have')
+  z = jax.ShapeDtypeStruct((1,) + tuple(model.spec.data_shape), jnp.float64)
+  return jax.eval_shape(lambda p, z: model.apply(p, z, jnp.ones(1))['logits'], params,
+                        z).shape[-1]
 
 
 LABELS = 0xFFFFFFFF  # fold_in(key(seed), LABELS) is the label stream (sample indices stay below)
@@ -177,7 +198,7 @@ def sample(config, workdir, checkpoint_path=None):
   fn, nfe = sampler_fn(config, model, sched, ms_eps)
   bs = s.batch_size
   keys_fn = rng.example_keys_fn(lambda: jax.random.key(s.seed), bs, mesh_lib.data_sharding(mesh))
-  classes = model.spec.num_classes
+  classes = model.spec.num_classes or classifier_classes(config, model, params)
   if classes:
     y_fn = labels_fn(s.seed, classes, bs, mesh_lib.data_sharding(mesh))
   num_batches = math.ceil(s.num_samples / bs)
@@ -203,6 +224,8 @@ def sample(config, workdir, checkpoint_path=None):
       io.savez(path, **arrays)
       images.save_grid(arrays['arr_0'][:100], path[:-4] + '.png')
     else:
+      if classes:
+        arrays['arr_1'] = np.concatenate(ys)[:s.num_samples].astype(np.int32)
       io.savez(path, arr_0=x, **arrays)
       scatter_plot(x, path[:-4] + '.png', title)
   print(f'wrote {len(x)} samples to {path}; NFE {nfe} per sample', flush=True)

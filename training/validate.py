@@ -183,6 +183,14 @@ def check(config, mode, num_devices):
       if s.method == 'psld_ode':
         _positive('sampling.psld.rtol', k.rtol)
         _positive('sampling.psld.atol', k.atol)
+      _one_of('sampling.psld.clf_time', k.clf_time, sampling_psld.CLF_TIMES)
+      if k.clf_temp < 0:
+        raise ConfigError(f'config.sampling.psld.clf_temp={k.clf_temp!r} must be >= 0 (0 = off)')
+      if k.clf_temp and config.model.name != 'psld_oracle':
+        raise ConfigError(
+            f'config.sampling.psld.clf_temp={k.clf_temp!r} needs a time-conditioned classifier: '
+            "dpmx has the PSLD oracle's exact one (model.name=psld_oracle); PSLD's NCSN++ "
+            'classifier network is not in dpmx (use 0)')
     elif sample.var_type(config) is None:  # EDM and the second-order SDE samplers
       _one_of('sampling.discretization', s.discretization, edm.DISCRETIZATIONS)
       _one_of('sampling.noise_schedule', s.noise_schedule, edm.NOISE_SCHEDULES)
@@ -202,6 +210,15 @@ def check(config, mode, num_devices):
         raise ConfigError('config.sampling.eta and clip_sigma_idx must be >= 0, clip_pixel > 0')
       if sample.needs_ms_eps(config):
         _positive('sampling.ms_eps_samples', s.ms_eps_samples)
+        if s.ms_eps_path and not os.path.isfile(s.ms_eps_path):
+          raise ConfigError(f'config.sampling.ms_eps_path={s.ms_eps_path!r}: no such file')
+    if s.ms_eps_path and (sample.var_type(config) is None or not sample.needs_ms_eps(config)):
+      raise ConfigError(f'config.sampling.ms_eps_path is read only by analytic_ddpm, '
+                        f'analytic_ddim and trajectory dp_seg, not by {s.method!r} with '
+                        f'trajectory {s.trajectory!r} (leave it empty)')
+    if s.avg_cov and sample.var_type(config) not in ('sn', 'npr'):
+      raise ConfigError(f'config.sampling.avg_cov averages the elementwise covariance of '
+                        f'sn_* / npr_* methods; {s.method!r} has none (leave it False)')
     _positive('sampling.num_samples', s.num_samples)
     _divisible('sampling.batch_size', s.batch_size, num_devices)
     if s.guidance < 0:

@@ -58,6 +58,38 @@ def load(path):
   return to_numpy(torch_load(path))
 
 
+def load_array(path, key=None):
+  """One numeric array from `path`: .npy, .npz (its `key`, or its only array), or a torch.save /
+  pickle file holding a numpy array (numpy_pickle's allow-list) or one tensor (weights_only)."""
+  from models.convert import numpy_pickle  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise CheckpointError(f'{path} does not exist')
+  if path.endswith(('.npy', '.npz')):
+    try:
+      arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:  # a pickled (object) or broken .npy / .npz
+      raise CheckpointError(f'{path}: unreadable without pickle: {e}') from None
+    if path.endswith('.npz'):
+      with arr:
+        names = [key] if key in arr.files else arr.files
+        if len(names) != 1:
+          raise CheckpointError(f'{path} holds {", ".join(arr.files) or "nothing"}: '
+                                f'expected {key or "one array"}')
+        arr = arr[names[0]]
+    return arr
+  with open(path, 'rb') as f:
+    data = f.read()
+  try:
+    return numpy_pickle.loads(data)
+  except numpy_pickle.HoldsTensors:
+    arr = to_numpy(torch_load(path))
+  except CheckpointError as e:
+    raise CheckpointError(f'{path}: {e}') from None
+  if not isinstance(arr, np.ndarray):
+    raise CheckpointError(f'{path} holds {type(arr).__name__}, not one tensor or array')
+  return arr
+
+
 def walk(obj, path):
   """obj[path[0]][path[1]]... (e.g. ['ema', 'shadow'] of a ddpm-torch trainer dict)."""
   for k in path:
