@@ -30,6 +30,8 @@ def get_base_config():
   o.weights = []  # [K]; empty = uniform
   o.process = 'vp'  # vp | ve
   o.eps_scale = 1.0  # imperfect-mean variant: eps_hat = eps_scale * E[eps | x]
+  o.discrete = True  # gmm_oracle: a discrete model on the config's grid (EDM-style samplers round
+  #                    sigma to it, as for a DDPM network); False: continuous in the noise level
 
   c.diffusion = f = ml_collections.ConfigDict()
   f.schedule = 'linear'  # linear | quad | cosine | warmup10 | warmup50 | jsd | const | vpsde

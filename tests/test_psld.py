@@ -411,11 +411,10 @@ def g8_exact():
   summaries of 300,000 draws; 'floor': an independent exact set of N_G8 draws."""
   out = {}
   for key, n, seed in (('ref', 300_000, 0), ('floor', N_G8, 1)):
-    z = psld_oracle.sample(G8, PSLD, np.random.default_rng(seed), n, EVAL_EPS)
-    score = _exact_outputs(z, EVAL_EPS)['score']
     for law, pf in (('sde', False), ('pf', True)):
-      x = np.asarray(z + PSLD.reverse_drift(z, EVAL_EPS, score, pf) * EVAL_EPS)[:, :2]
+      x = psld_oracle.denoised_sample(G8, PSLD, np.random.default_rng(seed), n, EVAL_EPS, pf)
       out[key, law] = _summary(x) if key == 'ref' else x
+    z = psld_oracle.sample(G8, PSLD, np.random.default_rng(seed), n, EVAL_EPS)
     out[key, 'z'] = _summary(z[:, :2]) if key == 'ref' else z[:, :2]
   return out
 

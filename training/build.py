@@ -53,7 +53,7 @@ def model_kwargs(config):
     return dict(means=np.asarray(means).tolist(), stds=np.asarray(stds).tolist(),
                 weights=None if weights is None else np.asarray(weights).tolist(),
                 process=o.process if m.name == 'gmm_oracle' else psld_kwargs(config),
-                eps_scale=o.eps_scale)
+                eps_scale=o.eps_scale, discrete=o.discrete)
   if m.name in registry.FAMILIES:
     if (m.time_input or registry.FAMILIES[m.name][1]) == 'psld_t':
       shape = shape[:-1] + (2 * shape[-1],)  # PSLD's phase space z = [x, m]
@@ -83,7 +83,7 @@ def model(family, kwargs, sched):
   if family == 'gmm_oracle':
     mix = gmm_oracle.GaussianMixture.create(kwargs['means'], kwargs['stds'], kwargs['weights'])
     return gmm_oracle.oracle_model(mix, process=kwargs['process'], eps_scale=kwargs['eps_scale'],
-                                   N=sched.N)
+                                   N=sched.N if kwargs['discrete'] else None)
   if family == 'toy_mlp':
     d = kwargs['data_shape'][-1]
     outputs = (kwargs['prediction'],) + (('var_values',) if kwargs['learned_var'] else ())
