@@ -37,8 +37,8 @@ def outputs(mix, process, z, t, mode=None):
   """Exact outputs for z [B, 2D] (x = z[:, :D], m = z[:, D:]), forward time t scalar or [B].
 
   Returns eps, score [B, 2D], log_prob [B] and logits [B, K] in the dtype of z (the
-  kernel's coefficients in float64). `mix` is a models.gmm_oracle.GaussianMixture; mode (default process.mode)
-  picks eps's kernel.
+  kernel's coefficients in float64). `mix` is a models.gmm_oracle.GaussianMixture; mode
+  (default process.mode) picks eps's kernel.
   """
   z = jnp.asarray(z)
   dt = z.dtype

@@ -12,9 +12,10 @@ exactly the reconstructors an ndarray pickle calls,
 
 refuses every other global and every persistent id, and the result must be a numeric
 ndarray. A `torch.*` global or a persistent id means a file of tensors (`HoldsTensors`),
-which checkpoint_io reads with torch.load(weights_only=True) instead. Three containers are read: the zip `torch.save` format (`*/data.pkl`),
-the legacy one (magic number, protocol 1001, sys_info, the object, an empty storage-key
-list) and a bare pickle. torch is not needed.
+which checkpoint_io reads with torch.load(weights_only=True) instead. Three containers are
+read: the zip `torch.save` format (`*/data.pkl`), the legacy one (magic number, protocol
+1001, sys_info, the object, an empty storage-key list) and a bare pickle. torch is not
+needed.
 """
 import codecs
 import io
