@@ -1,7 +1,7 @@
 """Error against NFE of every sampler, with the exact Gaussian-mixture oracle as the model.
 
-  python benchmarks/samplers.py                      # gaussian8 and gaussian25 (~35 min, 2 cores)
-  python benchmarks/samplers.py --quick              # 3 points per sampler, 4,000 samples (~8 min)
+  python benchmarks/samplers.py                      # gaussian8 and gaussian25 (~19 min, 2 cores)
+  python benchmarks/samplers.py --quick              # 3 points per sampler, 4,000 samples
   python benchmarks/samplers.py --datasets gaussian8 --json out.json --plot out.png
 
 The model is the exact oracle, so what is measured is the sampler alone. Each sampler runs
@@ -22,8 +22,8 @@ distance between whole sets would be dominated by the weights' binomial noise). 
     std (0.009) is comparable to the modes'.
 
 The noise floor is the error of an independent exact set of the same size; errors near it
-are converged. The wall time is one post-compile run of the batch
-(one), on however many cores the machine gives. Analytic-DPM's ms_eps is
+are converged. The wall time is one post-compile run of the batch, on however many cores
+the machine gives. Analytic-DPM's ms_eps is
 estimated once per dataset on 2,000 exact data points (its cost is printed, not counted).
 Writes a table (plain and markdown) and a log-log plot of the offsets' SW2 against NFE.
 """
@@ -35,6 +35,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from benchmarks.toy import format_table  # noqa: E402  (the benchmarks' one table printer)
 
 DDPM_K = (10, 20, 50, 100, 200, 1000)
 EDM_N = (4, 8, 16, 32, 64, 128, 256)
@@ -65,7 +67,6 @@ SERIES = (
      (25, 50, 100, 200, 400, 800), 'psld'),
     ('psld_ode', dict(method='psld_ode'), (1e-2, 1e-3, 1e-4, 1e-5, 1e-6), 'psld'),
 )
-QUICK_POINTS = 3  # --quick: the first, middle and last point of each series
 
 
 def config_for(dataset, overrides, point):
@@ -106,7 +107,7 @@ class Bench:
     from models import gmm_oracle, psld_oracle
     from training import build
     self.jax, self.np = jax, np
-    self.dataset, self.n = dataset, n
+    self.dataset = dataset
     self.mix = gmm_oracle.GaussianMixture.create(*toy.mixture(dataset))
     self.errors = lambda x, law: mixture.errors(x, self.ref[law], self.mix.means,
                                                 self.mix.stds[0, 0])
@@ -155,14 +156,6 @@ class Bench:
     err = self.errors(x, law) if finite else dict(offsets=float('inf'), weights=float('inf'))
     return dict(nfe=nfe, sw2=err['offsets'], weights=err['weights'], floor=self.floor[law]['offsets'],
                 law=law, finite=finite, compile_and_run_s=first, run_s=run_s)
-
-
-def format_table(header, rows, markdown=False):
-  if markdown:
-    return '\n'.join(['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] +
-                     ['| ' + ' | '.join(r) + ' |' for r in rows])
-  widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-  return '\n'.join('  '.join(str(x).ljust(w) for x, w in zip(r, widths)) for r in [header, *rows])
 
 
 def rows_of(results):
@@ -222,7 +215,7 @@ def main(argv=None):
     for label, overrides, points, _ in SERIES:
       if args.only and args.only not in label:
         continue
-      if args.quick:
+      if args.quick:  # the first, middle and last point
         points = (points[0], points[len(points) // 2], points[-1])
       for pt in points:
         r = dict(label=label, point=pt, **bench.run(overrides, pt))

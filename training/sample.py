@@ -217,15 +217,13 @@ def sample(config, workdir, checkpoint_path=None):
   if jax.process_index() == 0:
     title = f'{model.spec.family} {s.method} steps={steps(config, sched)} NFE={nfe} (step {step})'
     arrays = dict(nfe=np.asarray(nfe))
+    if classes:  # the model's class labels, or those of PSLD classifier guidance
+      arrays['arr_1'] = np.concatenate(ys)[:s.num_samples].astype(np.int32)
     if len(model.spec.data_shape) == 3:
       arrays['arr_0'] = images.quantize(x)
-      if model.spec.num_classes:
-        arrays['arr_1'] = np.concatenate(ys)[:s.num_samples].astype(np.int32)
       io.savez(path, **arrays)
       images.save_grid(arrays['arr_0'][:100], path[:-4] + '.png')
     else:
-      if classes:
-        arrays['arr_1'] = np.concatenate(ys)[:s.num_samples].astype(np.int32)
       io.savez(path, arr_0=x, **arrays)
       scatter_plot(x, path[:-4] + '.png', title)
   print(f'wrote {len(x)} samples to {path}; NFE {nfe} per sample', flush=True)
